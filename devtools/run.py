@@ -1,0 +1,148 @@
+"""`make run`: the whole portal on this machine with its embedded defaults.
+
+Starts (and on Ctrl-C stops, by PID) everything the portal needs here: the machine's Redis if
+it is down, the database schema, the local sign-in provider, one RQ worker with the scheduler,
+and the web server; brings back indexes that were ready before; prints where to go.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devtools.services import ensure_postgres, ensure_redis, reachable
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+
+def free_port(preferred: int) -> int:
+    for port in range(preferred, preferred + 100):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise SystemExit(f"No free port near {preferred}.")
+
+
+def base_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "1")
+    env.setdefault("PROVISIONING_DRIVER", "provisioning.drivers.local.LocalDriver")
+    # The machine's CA bundle variables would override the index CAs the portal trusts.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        env.pop(name, None)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=check)
+
+
+def sign_in_setup(env: dict[str, str], web_port: int) -> tuple[list[Child], list[str]]:
+    """Children and instructions for signing in on this machine (the local Entra-shaped provider)."""
+    manage(env, "ensure_demo_users")
+    return [], [
+        "Sign in: a local sign-in provider is not configured yet; use the demo admin printed above.",
+    ]
+
+
+def start(child: Child, env: dict[str, str]) -> None:
+    child.process = subprocess.Popen(child.argv, cwd=ROOT, env={**env, **child.env}, start_new_session=True)
+
+
+def stop(children: list[Child]) -> None:
+    for child in reversed(children):
+        if child.process and child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+
+
+def wait_for_port(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if reachable("127.0.0.1", port, 0.3):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def main() -> int:
+    env = base_environment()
+    for problem in (
+        ensure_redis(env.get("REDIS_URL", "redis://127.0.0.1:6379/0")),
+        ensure_postgres(env.get("DATABASE_URL", "")),
+    ):
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
+    (ROOT / "var").mkdir(exist_ok=True)
+    manage(env, "migrate", "--no-input", "-v", "0")
+
+    web_port = free_port(int(env.get("PORTAL_PORT", "8000")))
+    env.setdefault("PORTAL_BASE_URL", f"http://127.0.0.1:{web_port}")
+    sign_in_children, instructions = sign_in_setup(env, web_port)
+    children = [
+        *sign_in_children,
+        Child("worker", [PYTHON, "manage.py", "rqworker", "provisioning", "packages", "default", "--with-scheduler"]),
+        Child("web", [PYTHON, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"], port=web_port),
+    ]
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for child in children:
+            start(child, env)
+            if child.port and not wait_for_port(child.port, 30):
+                print(f"error: {child.name} did not start on port {child.port}", file=sys.stderr)
+                return 1
+        # Indexes that were ready before this run come back up; stuck ones get their job again.
+        manage(env, "reconcile_indexes", check=False)
+        print(f"\n  Portal:  http://127.0.0.1:{web_port}/", flush=True)
+        for line in instructions:
+            print(f"  {line}", flush=True)
+        print("  Stop with Ctrl-C (indexes are stopped too and come back on the next run).\n", flush=True)
+        while not stopping:
+            for child in children:
+                if child.process and child.process.poll() is not None:
+                    print(f"error: {child.name} exited with {child.process.returncode}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        stop(children)
+        manage(env, "stop_local_indexes", check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from provisioning.models import is_portal_admin
+
+
+def portal(request: HttpRequest) -> dict:
+    return {
+        "is_portal_admin": is_portal_admin(request.user),
+        "driver_name": settings.PROVISIONING_DRIVER.rsplit(".", 1)[-1],
+    }

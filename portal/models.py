@@ -1,0 +1,71 @@
+"""The append-only audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # noqa: ANN003
+        raise PermissionError("The audit log is append-only.")
+
+    def delete(self):
+        raise PermissionError("The audit log is append-only.")
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when and from where. Never updated or deleted."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so the record survives the user's removal.
+    actor_name = models.CharField(max_length=200, blank=True, default="")
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True, default="")
+    object_id = models.CharField(max_length=64, blank=True, default="")
+    object_repr = models.CharField(max_length=200, blank=True, default="")
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.object_repr}"
+
+    def save(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        if self.pk is not None:
+            raise PermissionError("The audit log is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        raise PermissionError("The audit log is append-only.")
+
+
+# --- Entra sign-in (issue 4)
+class EntraIdentity(models.Model):
+    """The Entra ID account a portal user signs in with, keyed on (tenant id, object id):
+    stable for the account's life, unlike preferred_username or e-mail."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="entra_identity")
+    tid = models.CharField("tenant id", max_length=64)
+    oid = models.CharField("object id", max_length=64)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+    # The app roles and groups of the last sign-in, for admins answering "why can't I see X?".
+    roles = models.JSONField(default=list, blank=True)
+    groups = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tid", "oid"], name="entra_identity_unique_account")]
+        verbose_name_plural = "Entra identities"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.tid}/{self.oid})"

@@ -1,0 +1,260 @@
+"""Settings for the private index portal: one file, every value from the environment.
+
+Every variable read here is listed in .env.example. Defaults are the laptop run (local driver,
+SQLite, the machine's Redis); production sets DEBUG off and supplies real values.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = "insecure-laptop-only-key-never-used-with-debug-off"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# Where the portal itself is reachable; used in links the portal hands out (sign-in redirect).
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
+
+VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "template_partials",
+    "django_rq",
+    "portal",
+    "provisioning",
+    "packages_ui",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.middleware.HtmxMiddleware",
+    "portal.middleware.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.portal",
+            ],
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS: list[dict] = []
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "home"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
+WHITENOISE_USE_FINDERS = True
+
+# --- Security. Production (DEBUG off) gets secure cookies and HSTS; the laptop run is plain HTTP.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# htmx and the upload script are served from our own origin; nothing inline, nothing external.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self' https:; base-uri 'none'",
+)
+
+# --- Redis and RQ.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
+    for name, timeout in (("provisioning", 1800), ("packages", 3600), ("default", 600))
+}
+RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ_SHOW_ADMIN_LINK = True
+
+# --- Provisioning.
+PROVISIONING_DRIVER = env_str("PROVISIONING_DRIVER", "provisioning.drivers.local.LocalDriver")
+# Requests can wait for an admin's approval before anything is built.
+INDEX_APPROVAL_REQUIRED = env_bool("INDEX_APPROVAL_REQUIRED", False)
+# Sizes offered in the request form: CPU cores, memory GiB and package share quota GiB.
+INDEX_SIZES = {
+    "small": {"label": "Small — 1 vCPU, 1.5 GiB, 10 GiB packages", "cpu": 1.0, "memory_gb": 1.5, "quota_gb": 10},
+    "medium": {"label": "Medium — 2 vCPU, 4 GiB, 50 GiB packages", "cpu": 2.0, "memory_gb": 4.0, "quota_gb": 50},
+    "large": {"label": "Large — 4 vCPU, 8 GiB, 200 GiB packages", "cpu": 4.0, "memory_gb": 8.0, "quota_gb": 200},
+}
+INDEX_DEFAULT_SIZE = "small"
+# Images are pinned by version: the seed's `:latest` changed under people's feet.
+CADDY_IMAGE = env_str("CADDY_IMAGE", "docker.io/library/caddy:2.11.7-alpine")
+PYPISERVER_IMAGE = env_str("PYPISERVER_IMAGE", "docker.io/pypiserver/pypiserver:v2.4.2")
+# How long provisioning waits for the index to answer its health check.
+INDEX_HEALTH_TIMEOUT_SECONDS = env_float("INDEX_HEALTH_TIMEOUT_SECONDS", 30.0)
+
+# Local driver: pypiserver and Caddy as child processes, three folders standing for the shares.
+LOCAL_DRIVER_DATA_DIR = Path(env_str("LOCAL_DRIVER_DATA_DIR", str(VAR_DIR / "indexes")))
+LOCAL_DRIVER_PORT_RANGE = env_str("LOCAL_DRIVER_PORT_RANGE", "20000-20999")
+LOCAL_DRIVER_BIN_DIR = Path(env_str("LOCAL_DRIVER_BIN_DIR", str(Path(sys.executable).parent)))
+
+# --- Packages (issue 5): upload limits, zip-bomb caps, restart and served-check, PyPI mirror.
+# Largest distribution accepted (upload and mirror). Caddy in front of the index takes 2 GB.
+PACKAGES_MAX_UPLOAD_BYTES = env_int("PACKAGES_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
+# Zip bombs: caps on an archive's total uncompressed size, its entry count, and the ratio of
+# uncompressed to compressed size (only applied above 16 MB uncompressed).
+PACKAGES_MAX_UNCOMPRESSED_BYTES = env_int("PACKAGES_MAX_UNCOMPRESSED_BYTES", 4 * 1024 * 1024 * 1024)
+PACKAGES_MAX_ARCHIVE_ENTRIES = env_int("PACKAGES_MAX_ARCHIVE_ENTRIES", 50_000)
+PACKAGES_MAX_COMPRESSION_RATIO = env_int("PACKAGES_MAX_COMPRESSION_RATIO", 200)
+# Uploads are streamed to a temporary file; only this much of a multipart body is kept in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 256 * 1024)
+FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
+# After the restart, how long to wait for every new file to appear on /simple/<project>/.
+PACKAGES_SERVED_CHECK_TIMEOUT_SECONDS = env_float("PACKAGES_SERVED_CHECK_TIMEOUT_SECONDS", 30.0)
+PACKAGES_RESTART_JOB_TIMEOUT_SECONDS = env_int("PACKAGES_RESTART_JOB_TIMEOUT_SECONDS", 600)
+# Mirror from PyPI: where pip downloads from, and how long one mirror job may take.
+PACKAGES_MIRROR_INDEX_URL = env_str("PACKAGES_MIRROR_INDEX_URL", "https://pypi.org/simple/")
+PACKAGES_MIRROR_TIMEOUT_SECONDS = env_int("PACKAGES_MIRROR_TIMEOUT_SECONDS", 900)
+PACKAGES_MIRROR_MAX_REQUIREMENTS = env_int("PACKAGES_MIRROR_MAX_REQUIREMENTS", 20)
+# --- end Packages (issue 5)
+
+# --- Dashboard (issue 6): certificate checks, their schedule, and the cost estimate.
+# A certificate expiring within this many days is flagged "expiring" (and counted in the banner).
+CERT_WARNING_DAYS = env_int("CERT_WARNING_DAYS", 14)
+# Fleet check: connections at once, and the budget for one host (connect + both handshakes).
+CERT_CHECK_CONCURRENCY = env_int("CERT_CHECK_CONCURRENCY", 32)
+CERT_CHECK_TIMEOUT_SECONDS = env_float("CERT_CHECK_TIMEOUT_SECONDS", 5.0)
+# Checks kept per index (older ones are deleted).
+CERT_CHECK_HISTORY = env_int("CERT_CHECK_HISTORY", 20)
+# When `manage.py rqcron provisioning.cron` runs the fleet check (cron syntax, UTC).
+CERT_CHECK_CRON = env_str("CERT_CHECK_CRON", "*/30 * * * *")
+DASHBOARD_PAGE_SIZE = env_int("DASHBOARD_PAGE_SIZE", 50)
+# Price table for the monthly estimate (pay-as-you-go list prices; set your region's and
+# contract's). ACI bills vCPU and memory per second the group exists; shares per provisioned GiB.
+PRICE_TABLE = {
+    "currency": env_str("PRICE_CURRENCY", "USD"),
+    "aci_vcpu_second": env_float("PRICE_ACI_VCPU_SECOND", 0.0000135),
+    "aci_gb_second": env_float("PRICE_ACI_GB_SECOND", 0.0000015),
+    "file_share_gib_month": env_float("PRICE_FILE_SHARE_GIB_MONTH", 0.06),
+}
+# --- end Dashboard (issue 6)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # The Azure SDK logs request headers at INFO; keep it quiet so nothing sensitive leaks.
+        "azure": {"level": "WARNING"},
+    },
+}
+
+# --- Entra sign-in (issue 4)
+# The portal signs users in with Microsoft Entra ID through MSAL's auth-code flow (PKCE, nonce)
+# and validates the id_token itself. Locally, `make run` points these at devtools' provider.
+ENTRA_TENANT_ID = env_str("ENTRA_TENANT_ID")
+ENTRA_CLIENT_ID = env_str("ENTRA_CLIENT_ID")
+ENTRA_CLIENT_SECRET = env_str("ENTRA_CLIENT_SECRET")
+# A certificate instead of a secret: a PFX file (and its passphrase) uploaded to the app registration.
+ENTRA_CLIENT_CERTIFICATE_PFX = env_str("ENTRA_CLIENT_CERTIFICATE_PFX")
+ENTRA_CLIENT_CERTIFICATE_PASSPHRASE = env_str("ENTRA_CLIENT_CERTIFICATE_PASSPHRASE")
+ENTRA_AUTHORITY = env_str("ENTRA_AUTHORITY", f"https://login.microsoftonline.com/{ENTRA_TENANT_ID}").rstrip("/")
+ENTRA_REDIRECT_URI = env_str("ENTRA_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/callback")
+ENTRA_POST_LOGOUT_REDIRECT_URI = env_str("ENTRA_POST_LOGOUT_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/signed-out")
+# Only for a local provider with its own CA; the system check refuses it with DEBUG off.
+ENTRA_CA_BUNDLE = env_str("ENTRA_CA_BUNDLE")
+ENTRA_HTTP_TIMEOUT_SECONDS = env_float("ENTRA_HTTP_TIMEOUT_SECONDS", 10.0)
+# Clock skew tolerated on exp/nbf/iat of the id_token.
+ENTRA_CLOCK_SKEW_SECONDS = env_int("ENTRA_CLOCK_SKEW_SECONDS", 120)
+# App role values (the `roles` claim) and what they mean in the portal.
+ENTRA_ADMIN_ROLE = env_str("ENTRA_ADMIN_ROLE", "Portal.Admin")
+ENTRA_TEAM_LEAD_ROLE = env_str("ENTRA_TEAM_LEAD_ROLE", "Portal.TeamLead")
+ENTRA_PUBLISHER_ROLE = env_str("ENTRA_PUBLISHER_ROLE", "Portal.Publisher")
+# App role → Django group, synced on every sign-in (added when present, removed when gone).
+ENTRA_ROLE_GROUPS = dict(
+    item.split("=", 1)
+    for item in env_list(
+        "ENTRA_ROLE_GROUPS",
+        f"{ENTRA_ADMIN_ROLE}=Portal.Admin,{ENTRA_TEAM_LEAD_ROLE}=Portal.TeamLead,"
+        f"{ENTRA_PUBLISHER_ROLE}=Portal.Publisher",
+    )
+)
+INSTALLED_APPS.append("portal.auth.apps.PortalAuthConfig")
+LOGIN_URL = "admin:login"

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from portal import views
+from portal import views_audit  # issue 4
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("health/", views.health, name="health"),
+    # --- Entra sign-in and audit log (issue 4)
+    path("auth/", include("portal.auth.urls")),
+    path("audit/", views_audit.audit_log, name="audit_log"),
+    path("indexes/", include("provisioning.urls")),
+    path("django-admin/", admin.site.urls),
+    path("rq/", include("django_rq.urls")),
+]

@@ -1,0 +1,188 @@
+"""Checking indexes: certificate, certificate files on the share, container health, share usage.
+
+`index_check` checks one index now; `fleet_check` checks every index that has resources, with at
+most CERT_CHECK_CONCURRENCY hosts at once and CERT_CHECK_TIMEOUT_SECONDS per host. Each check is
+stored as a CertificateCheck (the last CERT_CHECK_HISTORY kept per index) and IndexHealth points
+at the latest. Nothing a host or a driver does makes these raise: a failure is a status.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rq.job import JobStatus
+
+from provisioning.certs import CertificateResult, CertificateStatus, CertificateTarget, inspect_fleet
+from provisioning.drivers.base import Driver, DriverError, IndexStatus, ShareFile, get_driver
+from provisioning.models import CertificateCheck, IndexHealth, IndexState, PrivateIndex
+from provisioning.services import index_spec
+from provisioning.spec import SHARE_CERTS, SHARE_PACKAGES, IndexSpec
+
+logger = logging.getLogger(__name__)
+
+QUEUE = "default"
+# States in which an index has (or should have) a running Caddy worth checking.
+CHECKED_STATES = (IndexState.READY, IndexState.RESTARTING, IndexState.FAILED, IndexState.PROVISIONING)
+DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".egg")
+# Where Caddy keeps issued certificates under its data directory (the caddy-certs share).
+CADDY_CERTIFICATES_PREFIX = "caddy/certificates"
+
+
+@dataclass
+class DriverFacts:
+    status: IndexStatus
+    certificate_files: list[str] | None
+    packages: list[ShareFile] | None
+
+
+def _driver_facts(driver: Driver, spec: IndexSpec) -> DriverFacts:
+    try:
+        status = driver.status(spec)
+    except DriverError as exc:
+        status = IndexStatus(state="unknown", detail=f"Status unavailable: {exc.message}")
+    except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the fleet check
+        logger.exception("driver.status failed for index %s", spec.index_id)
+        status = IndexStatus(state="unknown", detail=f"Status unavailable: {exc.__class__.__name__}")
+    try:
+        files = driver.list_files(spec, SHARE_CERTS, CADDY_CERTIFICATES_PREFIX)
+        cert_files = [f.path for f in files if f.path.endswith((".crt", ".key", ".json"))]
+    except Exception:  # noqa: BLE001 - missing folder or unreachable share: unknown
+        cert_files = None
+    try:
+        packages = [f for f in driver.list_files(spec, SHARE_PACKAGES) if f.path.endswith(DISTRIBUTION_SUFFIXES)]
+    except Exception:  # noqa: BLE001
+        packages = None
+    return DriverFacts(status=status, certificate_files=cert_files, packages=packages)
+
+
+def _target(driver: Driver, index: PrivateIndex) -> tuple[IndexSpec, CertificateTarget] | None:
+    if not index.deployment:
+        return None
+    spec = index_spec(index)
+    try:
+        ca_pem = driver.ca_certificate_pem(spec)
+    except Exception:  # noqa: BLE001 - without the CA the check reports the chain as untrusted
+        ca_pem = None
+    target = CertificateTarget(
+        key=index.pk, host=spec.hostname, port=spec.placement.https_port, server_name=spec.hostname, ca_pem=ca_pem
+    )
+    return spec, target
+
+
+def _record(index: PrivateIndex, spec: IndexSpec | None, result: CertificateResult, facts: DriverFacts | None) -> CertificateCheck:
+    cert = result.certificate
+    check = CertificateCheck(
+        index=index,
+        checked_at=timezone.now(),
+        host=result.host,
+        port=result.port or None,
+        status=result.status,
+        reason=result.reason[:2000],
+        elapsed_ms=result.elapsed_ms,
+        trusted=result.trusted,
+        hostname_match=result.hostname_match,
+    )
+    if cert is not None:
+        check.issuer, check.subject, check.sans = cert.issuer, cert.subject, cert.sans
+        check.not_before, check.not_after, check.key_type = cert.not_before, cert.not_after, cert.key_type
+        check.serial, check.sha256 = cert.serial[:64], cert.sha256
+    if facts is not None and spec is not None:
+        status = facts.status
+        check.container_state = status.state
+        check.containers = [c.__dict__ for c in status.containers]
+        check.restart_count = sum(c.restart_count for c in status.containers)
+        events = [f"{c.name}: {c.last_event}" for c in status.containers if c.last_event]
+        check.last_event = (status.detail or "; ".join(events))[:2000]
+        if facts.certificate_files is not None:
+            check.certificate_files = facts.certificate_files
+            check.certificates_persisted = any(
+                spec.hostname in path and path.endswith(".crt") for path in facts.certificate_files
+            )
+        if facts.packages is not None:
+            check.package_count = len(facts.packages)
+            check.storage_bytes = sum(f.size for f in facts.packages)
+            check.last_upload_at = max((f.modified for f in facts.packages if f.modified), default=None)
+    with transaction.atomic():
+        check.save()
+        IndexHealth.objects.update_or_create(
+            index=index,
+            defaults={"latest": check, "cert_status": check.status, "cert_not_after": check.not_after},
+        )
+        keep = settings.CERT_CHECK_HISTORY
+        old = index.certificate_checks.order_by("-checked_at", "-id").values_list("pk", flat=True)[keep:]
+        CertificateCheck.objects.filter(pk__in=list(old)).delete()
+    return check
+
+
+def _not_deployed(index: PrivateIndex) -> CertificateResult:
+    return CertificateResult(
+        host="", port=0, server_name="", status=CertificateStatus.NOT_ISSUED,
+        reason="The index has no host yet.", checked_at=timezone.now(), elapsed_ms=0,
+    )  # fmt: skip
+
+
+def index_check(*, index: PrivateIndex) -> CertificateCheck:
+    """Check one index now and store the result. Bounded by CERT_CHECK_TIMEOUT_SECONDS for the
+    certificate plus the driver's own calls."""
+    return _check_many([index])[index.pk]
+
+
+def fleet_check() -> dict[str, int]:
+    """Check every index in CHECKED_STATES. Returns how many ended in each status."""
+    indexes = list(PrivateIndex.objects.filter(state__in=CHECKED_STATES).select_related("team"))
+    checks = _check_many(indexes)
+    counts: dict[str, int] = {}
+    for check in checks.values():
+        counts[check.status] = counts.get(check.status, 0) + 1
+    logger.info("Fleet certificate check of %d indexes: %s", len(checks), counts)
+    return counts
+
+
+def _check_many(indexes: list[PrivateIndex]) -> dict[int, CertificateCheck]:
+    driver = get_driver()
+    specs: dict[int, IndexSpec] = {}
+    targets: list[CertificateTarget] = []
+    for index in indexes:
+        found = _target(driver, index)
+        if found:
+            specs[index.pk], target = found
+            targets.append(target)
+    results = inspect_fleet(
+        targets,
+        concurrency=settings.CERT_CHECK_CONCURRENCY,
+        timeout=settings.CERT_CHECK_TIMEOUT_SECONDS,
+        warning_days=settings.CERT_WARNING_DAYS,
+    )
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.CERT_CHECK_CONCURRENCY, len(specs)))) as pool:
+        facts = dict(zip(specs, pool.map(lambda spec: _driver_facts(driver, spec), specs.values()), strict=True))
+    return {
+        index.pk: _record(
+            index, specs.get(index.pk), results.get(index.pk) or _not_deployed(index), facts.get(index.pk)
+        )
+        for index in indexes
+    }
+
+
+def index_check_enqueue(*, index: PrivateIndex) -> None:
+    """Queue a check of this index once the transaction commits (one queued check per index)."""
+    from provisioning import check_jobs
+
+    job_id = f"index-{index.pk}-check"
+    index_id = index.pk
+
+    def enqueue() -> None:
+        queue = django_rq.get_queue(QUEUE)
+        existing = queue.fetch_job(job_id)
+        if existing is not None:
+            if existing.get_status(refresh=True) in {JobStatus.QUEUED, JobStatus.STARTED}:
+                return
+            existing.delete()
+        queue.enqueue(check_jobs.check_index, index_id, job_id=job_id, result_ttl=0, failure_ttl=86400)
+
+    transaction.on_commit(enqueue)

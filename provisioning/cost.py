@@ -1,0 +1,58 @@
+"""Monthly cost estimate of an index from the price table in settings (PRICE_TABLE).
+
+An index costs its container group's vCPU and memory for every second of the month, plus the
+provisioned size of its three file shares. Only states in which the resources exist are billed.
+The figures are per size, so the dashboard can sort and total them in SQL (`cost_expression`).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db.models import Case, DecimalField, Q, Value, When
+
+from provisioning.models import IndexState
+from provisioning.spec import Placement, build_index_spec
+
+SECONDS_PER_MONTH = 730 * 3600  # Azure's billing month
+# States in which the container group and the shares exist and are billed.
+BILLED_STATES = frozenset(
+    {IndexState.PROVISIONING, IndexState.READY, IndexState.RESTARTING, IndexState.FAILED, IndexState.DELETING}
+)
+_CENTS = Decimal("0.01")
+_PLACEHOLDER = Placement(hostname="cost.invalid", https_port=443, http_port=80, read_port=8080,
+                         publish_port=8081, tls="acme")  # fmt: skip
+
+
+def size_resources(size: str) -> tuple[float, float, int]:
+    """(vCPU, memory GiB, share GiB) of an index of this size, summed over its containers and
+    shares exactly as the spec builds them."""
+    spec = build_index_spec(index_id=0, name="cost", team="cost", size=size, placement=_PLACEHOLDER)
+    cpu = sum(c.cpu for c in spec.containers)
+    memory = sum(c.memory_gb for c in spec.containers)
+    shares = sum(s.quota_gb for s in spec.shares)
+    return cpu, memory, shares
+
+
+def size_monthly_cost(size: str, prices: dict | None = None) -> Decimal:
+    prices = prices or settings.PRICE_TABLE
+    cpu, memory, shares = size_resources(size)
+    compute = (cpu * prices["aci_vcpu_second"] + memory * prices["aci_gb_second"]) * SECONDS_PER_MONTH
+    storage = shares * prices["file_share_gib_month"]
+    return Decimal(str(compute + storage)).quantize(_CENTS, rounding=ROUND_HALF_UP)
+
+
+def index_monthly_cost(*, size: str, state: str) -> Decimal:
+    if state not in BILLED_STATES or size not in settings.INDEX_SIZES:
+        return Decimal("0.00")
+    return size_monthly_cost(size)
+
+
+def cost_expression(prefix: str = "") -> Case:
+    """A SQL expression for an index's monthly cost (for annotate, order_by and Sum)."""
+    whens = [
+        When(Q(**{f"{prefix}size": size, f"{prefix}state__in": list(BILLED_STATES)}), then=Value(size_monthly_cost(size)))
+        for size in settings.INDEX_SIZES
+    ]
+    return Case(*whens, default=Value(Decimal("0.00")), output_field=DecimalField(max_digits=12, decimal_places=2))

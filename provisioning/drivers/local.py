@@ -1,0 +1,417 @@
+"""The local driver: each index is two pypiserver processes and one Caddy on this machine.
+
+The three shares are three folders under LOCAL_DRIVER_DATA_DIR/<id>-<name>/. Process ids live in
+pid files there (the driver's own state, like a container group's in Azure), so any worker can
+stop, restart or bring back an index that another process started. Every process is started in
+its own session and stopped by its process group, after checking that the pid still belongs to
+this index (pids get reused).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.client import HTTPSConnection
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from django.conf import settings
+
+from provisioning.drivers.base import (
+    ContainerStatus,
+    DeployStep,
+    Driver,
+    DriverError,
+    IndexStatus,
+    ShareFile,
+)
+from provisioning.spec import (
+    CADDYFILE_PATH,
+    PUBLISH_HTPASSWD_PATH,
+    READ_HTPASSWD_PATH,
+    SHARE_CERTS,
+    SHARE_CONFIG,
+    SHARE_PACKAGES,
+    ContainerSpec,
+    IndexSpec,
+    Placement,
+)
+
+logger = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".upload-"
+CHUNK = 1024 * 1024
+CA_PATH = "caddy/pki/authorities/local/root.crt"  # inside the certs share (Caddy's data dir)
+
+# Popen objects of children started by this process, kept so they can be reaped (no zombies).
+_children: dict[int, subprocess.Popen] = {}
+
+
+def _reap() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+def _port_range() -> range:
+    low, _, high = settings.LOCAL_DRIVER_PORT_RANGE.partition("-")
+    return range(int(low), int(high) + 1)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalDriver(Driver):
+    name = "local"
+
+    # Read on every use, not at construction: the driver instance lives as long as the process.
+    @property
+    def data_dir(self) -> Path:
+        return Path(settings.LOCAL_DRIVER_DATA_DIR)
+
+    @property
+    def bin_dir(self) -> Path:
+        return Path(settings.LOCAL_DRIVER_BIN_DIR)
+
+    # --- where things are
+    def index_dir(self, index_id: int, name: str) -> Path:
+        return self.data_dir / f"{index_id}-{name}"
+
+    def _dir(self, spec: IndexSpec) -> Path:
+        return self.index_dir(spec.index_id, spec.name)
+
+    def share_dir(self, spec: IndexSpec, share: str) -> Path:
+        if share not in {SHARE_CERTS, SHARE_CONFIG, SHARE_PACKAGES}:
+            raise DriverError(f"Unknown share {share!r}.", permanent=True)
+        return self._dir(spec) / "shares" / share
+
+    def _share_path(self, spec: IndexSpec, share: str, path: str) -> Path:
+        parts = PurePosixPath(path).parts
+        if not parts or path.startswith("/") or any(p in {"..", "."} or "\\" in p for p in parts):
+            raise DriverError(f"Invalid path {path!r}.", permanent=True)
+        return self.share_dir(spec, share).joinpath(*parts)
+
+    # --- placement
+    def reserve(self, *, index_id: int, name: str, previous: dict | None) -> Placement:
+        if previous:
+            return Placement.from_dict(previous)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / ".ports.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one allocation at a time across processes
+            taken: set[int] = set()
+            for placement_file in self.data_dir.glob("*/placement.json"):
+                with contextlib.suppress(OSError, ValueError):
+                    data = json.loads(placement_file.read_text())
+                    taken |= {data[k] for k in ("https_port", "http_port", "read_port", "publish_port")}
+            ports: list[int] = []
+            for port in _port_range():
+                if port not in taken and _port_is_free(port):
+                    ports.append(port)
+                    if len(ports) == 4:
+                        break
+            if len(ports) < 4:
+                raise DriverError(
+                    f"No free ports left in LOCAL_DRIVER_PORT_RANGE ({settings.LOCAL_DRIVER_PORT_RANGE}): "
+                    "delete an index or widen the range.",
+                    permanent=True,
+                )
+            placement = Placement(
+                hostname="localhost",
+                https_port=ports[0],
+                http_port=ports[1],
+                read_port=ports[2],
+                publish_port=ports[3],
+                tls="internal",
+            )
+            index_dir = self.index_dir(index_id, name)
+            index_dir.mkdir(parents=True, exist_ok=True)
+            (index_dir / "placement.json").write_text(json.dumps(placement.as_dict()))
+        return placement
+
+    # --- building and tearing down
+    def deploy_steps(self, spec: IndexSpec) -> list[DeployStep]:
+        return [
+            DeployStep("shares", "Create the three shares", lambda: self._create_shares(spec)),
+            DeployStep("config", "Write the Caddy and pypiserver configuration", lambda: self._write_config(spec)),
+            DeployStep("pypiserver", "Start pypiserver (read and publish)", lambda: self._start_servers(spec)),
+            DeployStep("caddy", "Start Caddy with HTTPS", lambda: self._start_caddy(spec)),
+            DeployStep("health", "Check the index answers over HTTPS", lambda: self._wait_healthy(spec)),
+        ]
+
+    def teardown_steps(self, spec: IndexSpec) -> list[DeployStep]:
+        return [
+            DeployStep("stop", "Stop Caddy and pypiserver", lambda: self._stop_all(spec)),
+            DeployStep("remove-shares", "Remove the shares", lambda: self._remove_dir(spec)),
+            DeployStep("confirm", "Confirm nothing is left", lambda: self._confirm_gone(spec)),
+        ]
+
+    def _create_shares(self, spec: IndexSpec) -> None:
+        for share in spec.shares:
+            self.share_dir(spec, share.name).mkdir(parents=True, exist_ok=True)
+        for sub in ("run", "logs"):
+            (self._dir(spec) / sub).mkdir(parents=True, exist_ok=True)
+
+    def _write_config(self, spec: IndexSpec) -> None:
+        config = self.share_dir(spec, SHARE_CONFIG)
+        (config / CADDYFILE_PATH).write_text(spec.caddyfile)
+        for path in (READ_HTPASSWD_PATH, PUBLISH_HTPASSWD_PATH):
+            target = config / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():  # never overwrite credentials on a retry
+                target.write_text("")
+
+    def _start_servers(self, spec: IndexSpec) -> None:
+        for name in ("pypiserver", "pypiserver-publish"):
+            self._ensure_process(spec, spec.container(name))
+        self._wait_http(spec.placement.read_port)
+        self._wait_http(spec.placement.publish_port)
+
+    def _start_caddy(self, spec: IndexSpec) -> None:
+        self._ensure_process(spec, spec.container("caddy"))
+        self._wait_tcp(spec.placement.https_port)
+
+    def _remove_dir(self, spec: IndexSpec) -> None:
+        shutil.rmtree(self._dir(spec), ignore_errors=True)
+
+    def _confirm_gone(self, spec: IndexSpec) -> None:
+        left = [c.name for c in spec.containers if self._live_pid(spec, c.name)]
+        if left or self._dir(spec).exists():
+            raise DriverError(f"Teardown left something behind: {left or self._dir(spec)}")
+
+    # --- processes
+    def _pidfile(self, spec: IndexSpec, name: str) -> Path:
+        return self._dir(spec) / "run" / f"{name}.pid"
+
+    def _live_pid(self, spec: IndexSpec, name: str) -> int | None:
+        """The pid from the pid file if that process is alive and still one of this index's."""
+        _reap()
+        try:
+            pid = int(self._pidfile(spec, name).read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            status = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        if status.rsplit(")", 1)[-1].split()[0] == "Z":
+            return None
+        return pid if str(self._dir(spec)) in cmdline else None
+
+    def _local_argv(self, spec: IndexSpec, container: ContainerSpec) -> tuple[list[str], dict[str, str]]:
+        """The container's command and environment with container paths mapped to the folders."""
+        mounts = sorted(container.mounts, key=lambda m: len(m.mount_path), reverse=True)
+
+        def local(value: str) -> str:
+            for mount in mounts:
+                if value == mount.mount_path or value.startswith(mount.mount_path + "/"):
+                    return str(self.share_dir(spec, mount.share)) + value[len(mount.mount_path) :]
+            return value
+
+        program, *args = container.command
+        argv = [str(self.bin_dir / program), *(local(a) for a in args)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DATABASE", "SECRET"))}
+        env.update({k: local(v) for k, v in container.environment})
+        return argv, env
+
+    def _ensure_process(self, spec: IndexSpec, container: ContainerSpec) -> None:
+        if self._live_pid(spec, container.name):
+            return
+        argv, env = self._local_argv(spec, container)
+        if not Path(argv[0]).exists():
+            raise DriverError(f"{argv[0]} is not installed (pip install -r requirements.txt).", permanent=True)
+        log = open(self._dir(spec) / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115 - child owns it
+        with log:
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv built from our own spec
+                argv,
+                cwd=self._dir(spec),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _children[proc.pid] = proc
+        self._pidfile(spec, container.name).write_text(str(proc.pid))
+        time.sleep(0.05)
+        if proc.poll() is not None:
+            raise DriverError(f"{container.name} exited at start: {self._log_tail(spec, container.name)}")
+
+    def _log_tail(self, spec: IndexSpec, name: str, lines: int = 5) -> str:
+        try:
+            text = (self._dir(spec) / "logs" / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    def _stop(self, spec: IndexSpec, name: str) -> None:
+        pid = self._live_pid(spec, name)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and self._live_pid(spec, name):
+            time.sleep(0.02)
+        if self._live_pid(spec, name):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while self._live_pid(spec, name):
+                time.sleep(0.02)
+        self._pidfile(spec, name).unlink(missing_ok=True)
+
+    def _stop_all(self, spec: IndexSpec) -> None:
+        if not self._dir(spec).exists():
+            return
+        for container in spec.containers:
+            self._stop(spec, container.name)
+
+    def _timeout(self) -> float:
+        return float(settings.INDEX_HEALTH_TIMEOUT_SECONDS)
+
+    def _wait_tcp(self, port: int) -> None:
+        deadline = time.monotonic() + self._timeout()
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+            time.sleep(0.02)
+        raise DriverError(f"Nothing answered on port {port} within {self._timeout():.0f} s.")
+
+    def _wait_http(self, port: int) -> None:
+        self._wait_tcp(port)
+
+    def _https_health(self, spec: IndexSpec) -> tuple[int, str]:
+        context = ssl.create_default_context(cadata=self.ca_certificate_pem(spec) or None)
+        conn = HTTPSConnection("localhost", spec.placement.https_port, context=context, timeout=5)
+        try:
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            return response.status, response.read(200).decode(errors="replace")
+        finally:
+            conn.close()
+
+    def _wait_healthy(self, spec: IndexSpec) -> None:
+        deadline = time.monotonic() + self._timeout()
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                status, _ = self._https_health(spec)
+                if status == 200:
+                    return
+                last = f"HTTP {status}"
+            except (OSError, ssl.SSLError) as exc:
+                last = str(exc) or exc.__class__.__name__
+            time.sleep(0.05)
+        raise DriverError(f"The index did not answer https://localhost:{spec.placement.https_port}/health: {last}")
+
+    # --- running indexes
+    def restart(self, spec: IndexSpec) -> None:
+        self._stop_all(spec)
+        self._create_shares(spec)
+        self._write_config(spec)
+        self._start_servers(spec)
+        self._start_caddy(spec)
+        self._wait_healthy(spec)
+
+    def ensure_running(self, spec: IndexSpec) -> bool:
+        if all(self._live_pid(spec, c.name) for c in spec.containers):
+            return False
+        for step in self.deploy_steps(spec):
+            step.run()
+        return True
+
+    def status(self, spec: IndexSpec) -> IndexStatus:
+        if not self._dir(spec).exists():
+            return IndexStatus(state="missing", detail="The index folder does not exist.")
+        containers = [
+            ContainerStatus(name=c.name, state="running" if self._live_pid(spec, c.name) else "terminated")
+            for c in spec.containers
+        ]
+        running = sum(c.state == "running" for c in containers)
+        if running == len(containers):
+            return IndexStatus(state="running", containers=containers)
+        state = "stopped" if running == 0 else "failed"
+        stopped = ", ".join(c.name for c in containers if c.state != "running")
+        return IndexStatus(state=state, containers=containers, detail=f"Not running: {stopped}")
+
+    def stop(self, spec: IndexSpec) -> None:
+        """Stop the processes but keep the shares (used when the laptop run shuts down)."""
+        self._stop_all(spec)
+
+    # --- files
+    def write_file(self, spec: IndexSpec, share: str, path: str, source: IO[bytes], *, size: int) -> None:
+        target = self._share_path(spec, share, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        written = 0
+        try:
+            with open(temp, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    out.write(chunk)
+                    written += len(chunk)
+            if written != size:
+                raise DriverError(f"Expected {size} bytes for {path}, got {written}.", permanent=True)
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def read_file(self, spec: IndexSpec, share: str, path: str) -> Iterator[bytes]:
+        target = self._share_path(spec, share, path)
+        try:
+            handle = open(target, "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError as exc:
+            raise DriverError(f"{path} does not exist in {share}.", permanent=True) from exc
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while chunk := handle.read(CHUNK):
+                    yield chunk
+
+        return chunks()
+
+    def list_files(self, spec: IndexSpec, share: str, prefix: str = "") -> list[ShareFile]:
+        root = self.share_dir(spec, share)
+        base = self._share_path(spec, share, prefix) if prefix else root
+        found: list[ShareFile] = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                full = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    info = full.stat()
+                    found.append(
+                        ShareFile(
+                            path=full.relative_to(root).as_posix(),
+                            size=info.st_size,
+                            modified=datetime.fromtimestamp(info.st_mtime, tz=UTC),
+                        )
+                    )
+        return sorted(found, key=lambda f: f.path)
+
+    def delete_file(self, spec: IndexSpec, share: str, path: str) -> None:
+        self._share_path(spec, share, path).unlink(missing_ok=True)
+
+    def ca_certificate_pem(self, spec: IndexSpec) -> str | None:
+        try:
+            return (self.share_dir(spec, SHARE_CERTS) / CA_PATH).read_text()
+        except OSError:
+            return None

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from provisioning import services
+from provisioning.drivers.base import get_driver
+from provisioning.models import IndexState, PrivateIndex
+
+
+class Command(BaseCommand):
+    help = "Stop the local driver's processes (shares kept); reconcile_indexes brings them back."
+
+    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+        driver = get_driver()
+        if driver.name != "local":
+            raise CommandError("Only the local driver runs processes on this machine.")
+        stopped = 0
+        for index in PrivateIndex.objects.exclude(state__in=[IndexState.DELETED, IndexState.DENIED]).exclude(
+            deployment={}
+        ):
+            driver.stop(services.index_spec(index))
+            stopped += 1
+        self.stdout.write(f"Stopped the processes of {stopped} index(es).")

@@ -1,0 +1,421 @@
+"""Everything that changes an index: request, approve, provision, restart, tear down, credentials.
+
+Views and jobs call these; they call the driver. Jobs run the `*_perform` functions, which take
+a Redis lock per index so that two workers never work on the same index at once, and record
+every step in ProvisioningStep so the page can show progress and a retry can resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import io
+import logging
+import re
+import secrets
+from collections.abc import Iterator
+
+import django_rq
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from passlib.hash import sha256_crypt
+from rq.job import Job, JobStatus
+
+from portal.audit import audit_record
+from provisioning.drivers.base import DeployStep, DriverError, get_driver
+from provisioning.models import (
+    IndexCredential,
+    IndexState,
+    PrivateIndex,
+    ProvisioningStep,
+    Team,
+    validate_index_name,
+)
+from provisioning.spec import (
+    PUBLISH_HTPASSWD_PATH,
+    READ_HTPASSWD_PATH,
+    SHARE_CONFIG,
+    IndexSpec,
+    Placement,
+    build_index_spec,
+)
+
+logger = logging.getLogger(__name__)
+
+Op = ProvisioningStep.Operation
+QUEUE = "provisioning"
+JOB_TIMEOUT = 1800
+LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+PORTAL_USERNAME = "portal-internal"
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+
+
+# --- specs
+
+
+def index_spec(index: PrivateIndex) -> IndexSpec:
+    """The IndexSpec of an index that has a placement (reserved at the start of provisioning)."""
+    return build_index_spec(
+        index_id=index.pk,
+        name=index.name,
+        team=index.team.slug,
+        size=index.size,
+        placement=Placement.from_dict(index.deployment),
+    )
+
+
+# --- jobs and locks
+
+
+def _enqueue(index: PrivateIndex, operation: str) -> None:
+    """Enqueue the job for `operation` once the current transaction commits.
+
+    The job id is per index and operation, so a double submit cannot queue the same work twice;
+    a finished or failed job with that id is cleared first so a retry can reuse it.
+    """
+    from provisioning import jobs
+
+    func = {Op.PROVISION: jobs.provision_index, Op.RESTART: jobs.restart_index, Op.TEARDOWN: jobs.teardown_index}[
+        operation
+    ]
+    job_id = f"index-{index.pk}-{operation}"
+    index_id = index.pk
+
+    def enqueue() -> None:
+        queue = django_rq.get_queue(QUEUE)
+        existing = queue.fetch_job(job_id)
+        if existing is not None:
+            if existing.get_status(refresh=True) in LIVE_JOB_STATES:
+                return
+            existing.delete()
+        queue.enqueue(func, index_id, job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400)
+
+    transaction.on_commit(enqueue)
+
+
+def has_live_job(index: PrivateIndex) -> bool:
+    connection = django_rq.get_connection(QUEUE)
+    for operation in Op.values:
+        try:
+            job = Job.fetch(f"index-{index.pk}-{operation}", connection=connection)
+        except Exception:  # noqa: BLE001 - NoSuchJobError and friends: no job
+            continue
+        if job.get_status(refresh=True) in LIVE_JOB_STATES:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def index_lock(index_id: int) -> Iterator[None]:
+    """One worker per index at a time. A second job for the same index waits its turn."""
+    lock = django_rq.get_connection(QUEUE).lock(
+        f"lock:index:{index_id}", timeout=JOB_TIMEOUT + 120, blocking_timeout=JOB_TIMEOUT
+    )
+    if not lock.acquire():
+        raise RuntimeError(f"Index {index_id} stayed locked for {JOB_TIMEOUT} s.")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            lock.release()
+
+
+# --- requesting
+
+
+def index_request(
+    *, team: Team, name: str, size: str, requested_by, request: HttpRequest | None = None
+) -> PrivateIndex:
+    """Create an index (after validating its name) and start building it, or queue it for
+    approval when INDEX_APPROVAL_REQUIRED is on. Raises ValidationError."""
+    validate_index_name(name)
+    if size not in settings.INDEX_SIZES:
+        raise ValidationError({"size": "Choose one of the offered sizes."})
+    if PrivateIndex.objects.holding_name(name).exists():
+        raise ValidationError({"name": f"An index named {name} already exists."})
+    try:
+        with transaction.atomic():
+            index = PrivateIndex.objects.create(name=name, team=team, size=size, requested_by=requested_by)
+            audit_record(
+                action="index.requested", actor=requested_by, obj=index, request=request,
+                details={"team": team.slug, "size": size},
+            )  # fmt: skip
+            if settings.INDEX_APPROVAL_REQUIRED:
+                index.transition_to(IndexState.AWAITING_APPROVAL)
+            else:
+                _enqueue(index, Op.PROVISION)
+    except IntegrityError as exc:  # the name was taken between the check and the insert
+        raise ValidationError({"name": f"An index named {name} already exists."}) from exc
+    return index
+
+
+def index_approve(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
+    with transaction.atomic():
+        index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
+        index.transition_to(IndexState.REQUESTED, decided_by=actor, decided_at=timezone.now())
+        audit_record(action="index.approved", actor=actor, obj=index, request=request)
+        _enqueue(index, Op.PROVISION)
+
+
+def index_deny(*, index: PrivateIndex, actor, reason: str, request: HttpRequest | None = None) -> None:
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the request is denied."})
+    with transaction.atomic():
+        index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
+        index.transition_to(
+            IndexState.DENIED, decided_by=actor, decided_at=timezone.now(), decision_reason=reason.strip()
+        )
+        audit_record(action="index.denied", actor=actor, obj=index, request=request, details={"reason": reason})
+
+
+def index_retry(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
+    """Resume a failed index from the step that failed (a failed teardown resumes teardown)."""
+    with transaction.atomic():
+        index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
+        operation = Op.TEARDOWN if index.failed_operation == Op.TEARDOWN else Op.PROVISION
+        target = IndexState.DELETING if operation == Op.TEARDOWN else IndexState.PROVISIONING
+        index.transition_to(target, error="")
+        audit_record(action="index.retried", actor=actor, obj=index, request=request,
+                     details={"operation": operation, "step": index.failed_step})  # fmt: skip
+        _enqueue(index, operation)
+
+
+def index_restart(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
+    with transaction.atomic():
+        index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
+        index.transition_to(IndexState.RESTARTING)
+        audit_record(action="index.restart_requested", actor=actor, obj=index, request=request)
+        _enqueue(index, Op.RESTART)
+
+
+def index_delete(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
+    with transaction.atomic():
+        index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
+        index.transition_to(IndexState.DELETING, error="")
+        audit_record(action="index.delete_requested", actor=actor, obj=index, request=request)
+        _enqueue(index, Op.TEARDOWN)
+
+
+# --- the work itself (run by jobs)
+
+
+def _run_steps(index: PrivateIndex, operation: str, steps: list[DeployStep], *, resume: bool) -> None:
+    """Run `steps` in order, recording each. With `resume`, steps already done are skipped."""
+    rows = {row.name: row for row in index.steps.filter(operation=operation)}
+    if not resume or set(rows) - {s.name for s in steps}:
+        index.steps.filter(operation=operation).delete()
+        rows = {}
+    for position, step in enumerate(steps):
+        if step.name not in rows:
+            rows[step.name] = ProvisioningStep.objects.create(
+                index=index, operation=operation, position=position, name=step.name, label=step.label
+            )
+    for step in steps:
+        row = rows[step.name]
+        if row.state == ProvisioningStep.State.DONE:
+            continue
+        row.state, row.started_at, row.finished_at, row.error = ProvisioningStep.State.RUNNING, timezone.now(), None, ""
+        row.attempts += 1
+        row.save()
+        try:
+            step.run()
+        except DriverError as exc:
+            message = exc.message
+        except Exception as exc:  # noqa: BLE001 - recorded on the step, shown to the user, logged
+            logger.exception("Step %s of %s for index %s crashed", step.name, operation, index.pk)
+            message = f"Unexpected error: {exc.__class__.__name__}: {exc}"
+        else:
+            row.state, row.finished_at = ProvisioningStep.State.DONE, timezone.now()
+            row.save(update_fields=["state", "finished_at"])
+            continue
+        row.state, row.finished_at, row.error = ProvisioningStep.State.FAILED, timezone.now(), message
+        row.save(update_fields=["state", "finished_at", "error"])
+        raise StepFailed(step.name, message)
+
+
+def _fail(index: PrivateIndex, operation: str, failure: StepFailed) -> None:
+    index.transition_to(IndexState.FAILED, failed_operation=operation, failed_step=failure.step, error=failure.message)
+    audit_record(action=f"index.{operation}_failed", obj=index, details={"step": failure.step, "error": failure.message})
+
+
+def index_provision_perform(index_id: int) -> None:
+    """Build (or resume building) the index, then mark it ready."""
+    with index_lock(index_id):
+        index = PrivateIndex.objects.select_related("team").get(pk=index_id)
+        if index.state == IndexState.REQUESTED:
+            index.transition_to(IndexState.PROVISIONING)
+        if index.state != IndexState.PROVISIONING:
+            logger.info("Index %s is %s; nothing to provision.", index_id, index.state)
+            return
+        resume = index.failed_operation == Op.PROVISION
+        driver = get_driver()
+        try:
+            placement = driver.reserve(index_id=index.pk, name=index.name, previous=index.deployment or None)
+        except DriverError as exc:
+            _fail(index, Op.PROVISION, StepFailed("reserve", exc.message))
+            return
+        index.deployment = placement.as_dict()
+        spec = index_spec(index)
+        index.url = spec.url
+        index.save(update_fields=["deployment", "url", "updated_at"])
+        steps = [
+            *driver.deploy_steps(spec),
+            DeployStep("credentials", "Write the index credentials", lambda: credentials_write(index)),
+        ]
+        try:
+            _run_steps(index, Op.PROVISION, steps, resume=resume)
+        except StepFailed as failure:
+            _fail(index, Op.PROVISION, failure)
+            return
+        index.transition_to(
+            IndexState.READY, ready_at=timezone.now(), failed_operation="", failed_step="", error=""
+        )
+        audit_record(action="index.provisioned", obj=index, details={"url": index.url})
+
+
+def index_restart_perform(index_id: int) -> None:
+    with index_lock(index_id):
+        index = PrivateIndex.objects.select_related("team").get(pk=index_id)
+        if index.state != IndexState.RESTARTING:
+            return
+        spec = index_spec(index)
+        step = DeployStep("restart", "Restart Caddy and pypiserver", lambda: get_driver().restart(spec))
+        try:
+            _run_steps(index, Op.RESTART, [step], resume=False)
+        except StepFailed as failure:
+            _fail(index, Op.RESTART, failure)
+            return
+        index.transition_to(IndexState.READY, failed_operation="", failed_step="", error="")
+        audit_record(action="index.restarted", obj=index)
+
+
+def index_teardown_perform(index_id: int) -> None:
+    with index_lock(index_id):
+        index = PrivateIndex.objects.select_related("team").get(pk=index_id)
+        if index.state != IndexState.DELETING:
+            return
+        if index.deployment:
+            resume = index.failed_operation == Op.TEARDOWN
+            try:
+                _run_steps(index, Op.TEARDOWN, get_driver().teardown_steps(index_spec(index)), resume=resume)
+            except StepFailed as failure:
+                _fail(index, Op.TEARDOWN, failure)
+                return
+        index.credentials.filter(revoked_at=None).update(revoked_at=timezone.now())
+        index.transition_to(IndexState.DELETED, deleted_at=timezone.now(), failed_operation="", failed_step="", error="")
+        audit_record(action="index.deleted", obj=index)
+
+
+def index_reconcile() -> dict[str, int]:
+    """Make the database true again after a crash or a restart of this machine.
+
+    Indexes stuck in an active state with no live job get their job again; ready indexes whose
+    processes or containers are gone are brought back. Returns counts for the caller to report.
+    """
+    counts = {"requeued": 0, "revived": 0, "errors": 0}
+    operation_for = {
+        IndexState.REQUESTED: Op.PROVISION,
+        IndexState.PROVISIONING: Op.PROVISION,
+        IndexState.RESTARTING: Op.RESTART,
+        IndexState.DELETING: Op.TEARDOWN,
+    }
+    for index in PrivateIndex.objects.filter(state__in=list(operation_for)).select_related("team"):
+        if not has_live_job(index):
+            _enqueue(index, operation_for[index.state])
+            counts["requeued"] += 1
+    driver = get_driver()
+    for index in PrivateIndex.objects.filter(state=IndexState.READY).select_related("team"):
+        try:
+            if driver.ensure_running(index_spec(index)):
+                counts["revived"] += 1
+                audit_record(action="index.revived", obj=index)
+        except DriverError as exc:
+            counts["errors"] += 1
+            logger.warning("Could not bring index %s back: %s", index.name, exc)
+    return counts
+
+
+# --- credentials
+
+
+def _hash_password(password: str) -> str:
+    # Tokens are 32 random bytes, so a fast-verifying hash is safe; pypiserver checks it on
+    # every request, and a slow hash (sha512_crypt's default) would cost ~0.5 s per pip call.
+    return sha256_crypt.using(rounds=5000).hash(password)
+
+
+def portal_read_password(index: PrivateIndex) -> str:
+    """The portal's own read token for an index, derived from SECRET_KEY and never stored.
+    The portal uses it to confirm that uploaded files are served."""
+    return hmac.new(settings.SECRET_KEY.encode(), f"portal-read:{index.pk}".encode(), hashlib.sha256).hexdigest()
+
+
+def portal_read_credential(index: PrivateIndex) -> tuple[str, str]:
+    return PORTAL_USERNAME, portal_read_password(index)
+
+
+def htpasswd_files(index: PrivateIndex) -> dict[str, str]:
+    """The read and publish htpasswd files for the index's active credentials."""
+    active = list(index.credentials.filter(revoked_at=None).order_by("username"))
+    read = [f"{PORTAL_USERNAME}:{_hash_password(portal_read_password(index))}"]
+    read += [f"{c.username}:{c.password_hash}" for c in active]
+    publish = [f"{c.username}:{c.password_hash}" for c in active if c.kind == IndexCredential.Kind.PUBLISH]
+    return {READ_HTPASSWD_PATH: "\n".join(read) + "\n", PUBLISH_HTPASSWD_PATH: "\n".join(publish) + "\n"}
+
+
+def credentials_write(index: PrivateIndex) -> None:
+    """Write both htpasswd files to the config share; pypiserver reloads them on change."""
+    spec = index_spec(index)
+    driver = get_driver()
+    for path, text in htpasswd_files(index).items():
+        data = text.encode()
+        driver.write_file(spec, SHARE_CONFIG, path, io.BytesIO(data), size=len(data))
+
+
+def _username(kind: str, label: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:24] or kind
+    return f"{slug}-{secrets.token_hex(3)}"
+
+
+def credential_create(
+    *, index: PrivateIndex, kind: str, label: str, actor, request: HttpRequest | None = None
+) -> tuple[IndexCredential, str]:
+    """Create a token and return it with its password, which is not kept anywhere: show it once."""
+    if kind not in IndexCredential.Kind.values:
+        raise ValidationError({"kind": "Choose read or publish."})
+    label = label.strip() or f"{kind} token"
+    if not index.is_ready:
+        raise ValidationError("Credentials can be created once the index is ready.")
+    password = secrets.token_urlsafe(32)
+    credential = IndexCredential.objects.create(
+        index=index, label=label[:100], username=_username(kind, label), kind=kind,
+        password_hash=_hash_password(password), created_by=actor,
+    )  # fmt: skip
+    try:
+        credentials_write(index)
+    except DriverError as exc:
+        credential.delete()
+        raise ValidationError(f"The credential could not be written to the index: {exc.message}") from exc
+    audit_record(action="credential.created", actor=actor, obj=index, request=request,
+                 details={"username": credential.username, "kind": kind})  # fmt: skip
+    return credential, password
+
+
+def credential_revoke(*, credential: IndexCredential, actor, request: HttpRequest | None = None) -> None:
+    if credential.revoked_at is not None:
+        return
+    credential.revoked_at = timezone.now()
+    credential.save(update_fields=["revoked_at"])
+    credentials_write(credential.index)
+    audit_record(action="credential.revoked", actor=actor, obj=credential.index, request=request,
+                 details={"username": credential.username})  # fmt: skip

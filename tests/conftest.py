@@ -1,0 +1,158 @@
+"""Shared fixtures: real PostgreSQL (pytest-django), real Redis (a test db), the local driver in
+a temporary folder, users in teams with each role, and an in-process RQ worker."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import django_rq
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from rq import SimpleWorker
+
+from provisioning.drivers import base as driver_base
+from provisioning.models import ADMIN_GROUP, Membership, PrivateIndex, Team
+
+# Modules of fixtures contributed per feature (registered here so every test can use them).
+pytest_plugins: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # These machines export CA bundles that silently override pip's --cert and requests'
+    # verify=; no test may depend on them, and child processes inherit os.environ.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE"):
+        os.environ.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def _local_driver_in_tmp(settings, tmp_path: Path) -> Iterator[Path]:
+    """Each test gets its own index folder; any process a test left running is stopped by PID."""
+    data_dir = tmp_path / "indexes"
+    settings.LOCAL_DRIVER_DATA_DIR = data_dir
+    driver_base._driver_for.cache_clear()
+    yield data_dir
+    for pidfile in data_dir.glob("*/run/*.pid"):
+        with contextlib.suppress(ValueError, OSError, ProcessLookupError):
+            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+    driver_base._driver_for.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _empty_redis() -> None:
+    django_rq.get_connection("default").flushdb()
+
+
+@pytest.fixture
+def run_jobs() -> Callable[[], int]:
+    """Run every queued job in this process (it sees the test's database); returns how many."""
+
+    def run(queue: str = "provisioning") -> int:
+        q = django_rq.get_queue(queue)
+        count = q.count
+        SimpleWorker([q], connection=q.connection).work(burst=True)
+        return count
+
+    return run
+
+
+@pytest.fixture
+def team(db) -> Team:
+    return Team.objects.create(name="Data Platform", slug="data-platform", entra_group_id="group-data")
+
+
+@pytest.fixture
+def other_team(db) -> Team:
+    return Team.objects.create(name="Payments", slug="payments", entra_group_id="group-payments")
+
+
+def _user(username: str, team: Team | None = None, role: str | None = None) -> User:
+    user = User.objects.create_user(username=username, email=f"{username}@example.com")
+    if team is not None and role is not None:
+        Membership.objects.create(user=user, team=team, role=role)
+    return user
+
+
+@pytest.fixture
+def lead(team) -> User:
+    return _user("lead", team, Membership.Role.LEAD)
+
+
+@pytest.fixture
+def member(team) -> User:
+    return _user("member", team, Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def publisher(team) -> User:
+    return _user("publisher", team, Membership.Role.PUBLISHER)
+
+
+@pytest.fixture
+def other_lead(other_team) -> User:
+    return _user("other-lead", other_team, Membership.Role.LEAD)
+
+
+@pytest.fixture
+def portal_admin(db) -> User:
+    user = _user("admin")
+    user.groups.add(Group.objects.get_or_create(name=ADMIN_GROUP)[0])
+    return user
+
+
+def _client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def lead_client(lead) -> Client:
+    return _client_for(lead)
+
+
+@pytest.fixture
+def member_client(member) -> Client:
+    return _client_for(member)
+
+
+@pytest.fixture
+def publisher_client(publisher) -> Client:
+    return _client_for(publisher)
+
+
+@pytest.fixture
+def other_lead_client(other_lead) -> Client:
+    return _client_for(other_lead)
+
+
+@pytest.fixture
+def portal_admin_client(portal_admin) -> Client:
+    return _client_for(portal_admin)
+
+
+@pytest.fixture
+def requested_index(team, lead) -> PrivateIndex:
+    """An index row as the request form creates it, not yet built."""
+    return PrivateIndex.objects.create(name="team-index", team=team, requested_by=lead)
+
+
+@pytest.fixture
+def ready_index(team, lead) -> Iterator[PrivateIndex]:
+    """An index built through the real local driver (pypiserver + Caddy), torn down after."""
+    from provisioning import services
+
+    index = PrivateIndex.objects.create(name="ready-index", team=team, requested_by=lead)
+    services.index_provision_perform(index.pk)
+    index.refresh_from_db()
+    assert index.state == "ready", index.error
+    yield index
+    index.refresh_from_db()
+    if index.state in {"ready", "failed"}:
+        with contextlib.suppress(Exception):
+            services.index_delete(index=index, actor=lead)
+            services.index_teardown_perform(index.pk)
