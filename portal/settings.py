@@ -71,7 +71,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,6 +80,10 @@ MIDDLEWARE = [
     "portal.middleware.HtmxMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
 ]
+
+if not DEBUG:
+    # Production serves the collected static files itself (no CDN); runserver does it when DEBUG.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -97,6 +100,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.portal",
             ],
+            "builtins": ["template_partials.templatetags.partials"],
         },
     }
 ]
@@ -121,7 +125,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
-WHITENOISE_USE_FINDERS = True
 
 # --- Security. Production (DEBUG off) gets secure cookies and HSTS; the laptop run is plain HTTP.
 SESSION_COOKIE_HTTPONLY = True
@@ -214,6 +217,34 @@ PRICE_TABLE = {
 }
 # --- end Dashboard (issue 6)
 
+# --- Azure driver (issue 3). PROVISIONING_DRIVER=provisioning.drivers.azure.AzureDriver uses these.
+# Credentials come from DefaultAzureCredential: managed identity in Azure, AZURE_TENANT_ID /
+# AZURE_CLIENT_ID / AZURE_CLIENT_SECRET (+ AZURE_AUTHORITY_HOST) from the environment, or `az login`.
+AZURE_SUBSCRIPTION_ID = env_str("AZURE_SUBSCRIPTION_ID")
+AZURE_LOCATION = env_str("AZURE_LOCATION", "westeurope")
+# "shared": every index in AZURE_RESOURCE_GROUP (created if missing, never deleted);
+# "per-index": one group per index named AZURE_RESOURCE_GROUP-<index>-<hash>, deleted on teardown.
+AZURE_RESOURCE_GROUP_POLICY = env_str("AZURE_RESOURCE_GROUP_POLICY", "shared")
+AZURE_RESOURCE_GROUP = env_str("AZURE_RESOURCE_GROUP", "private-indexes")
+# Standard general-purpose v2 allows small shares; Premium FileStorage has a 100 GiB minimum.
+AZURE_STORAGE_SKU = env_str("AZURE_STORAGE_SKU", "Standard_LRS")
+AZURE_STORAGE_KIND = env_str("AZURE_STORAGE_KIND", "StorageV2")
+# Mixed into the hash in resource names, so two portals (staging, production) never collide.
+AZURE_NAME_SALT = env_str("AZURE_NAME_SALT")
+AZURE_ARM_BASE_URL = env_str("AZURE_ARM_BASE_URL", "https://management.azure.com")
+AZURE_FILE_ENDPOINT = env_str("AZURE_FILE_ENDPOINT", "https://{account}.file.core.windows.net")
+AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE")  # empty: the system's trust store
+AZURE_DISABLE_INSTANCE_DISCOVERY = env_bool("AZURE_DISABLE_INSTANCE_DISCOVERY", False)
+AZURE_LRO_TIMEOUT_SECONDS = env_float("AZURE_LRO_TIMEOUT_SECONDS", 900.0)
+AZURE_POLLING_INTERVAL_SECONDS = env_float("AZURE_POLLING_INTERVAL_SECONDS", 5.0)
+AZURE_RETRY_TOTAL = env_int("AZURE_RETRY_TOTAL", 10)
+AZURE_RETRY_BACKOFF_FACTOR = env_float("AZURE_RETRY_BACKOFF_FACTOR", 0.8)
+AZURE_CONNECTION_TIMEOUT_SECONDS = env_float("AZURE_CONNECTION_TIMEOUT_SECONDS", 20.0)
+AZURE_READ_TIMEOUT_SECONDS = env_float("AZURE_READ_TIMEOUT_SECONDS", 120.0)
+AZURE_FILE_RETRY_TOTAL = env_int("AZURE_FILE_RETRY_TOTAL", 3)
+AZURE_FILE_RETRY_BACKOFF_SECONDS = env_float("AZURE_FILE_RETRY_BACKOFF_SECONDS", 15.0)
+AZURE_FILE_MAX_CONCURRENCY = env_int("AZURE_FILE_MAX_CONCURRENCY", 4)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -237,7 +268,7 @@ ENTRA_CLIENT_CERTIFICATE_PFX = env_str("ENTRA_CLIENT_CERTIFICATE_PFX")
 ENTRA_CLIENT_CERTIFICATE_PASSPHRASE = env_str("ENTRA_CLIENT_CERTIFICATE_PASSPHRASE")
 ENTRA_AUTHORITY = env_str("ENTRA_AUTHORITY", f"https://login.microsoftonline.com/{ENTRA_TENANT_ID}").rstrip("/")
 ENTRA_REDIRECT_URI = env_str("ENTRA_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/callback")
-ENTRA_POST_LOGOUT_REDIRECT_URI = env_str("ENTRA_POST_LOGOUT_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/signed-out")
+ENTRA_POST_LOGOUT_REDIRECT_URI = env_str("ENTRA_POST_LOGOUT_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/signed-out/")
 # Only for a local provider with its own CA; the system check refuses it with DEBUG off.
 ENTRA_CA_BUNDLE = env_str("ENTRA_CA_BUNDLE")
 ENTRA_HTTP_TIMEOUT_SECONDS = env_float("ENTRA_HTTP_TIMEOUT_SECONDS", 10.0)
@@ -257,4 +288,5 @@ ENTRA_ROLE_GROUPS = dict(
     )
 )
 INSTALLED_APPS.append("portal.auth.apps.PortalAuthConfig")
-LOGIN_URL = "admin:login"
+# The portal's own sign-in page (Sign in with Microsoft), not the Django admin's.
+LOGIN_URL = "login"

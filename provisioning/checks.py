@@ -46,17 +46,17 @@ def _driver_facts(driver: Driver, spec: IndexSpec) -> DriverFacts:
         status = driver.status(spec)
     except DriverError as exc:
         status = IndexStatus(state="unknown", detail=f"Status unavailable: {exc.message}")
-    except Exception as exc:  # noqa: BLE001 - a driver bug must not stop the fleet check
+    except Exception as exc:  # a driver bug must not stop the fleet check
         logger.exception("driver.status failed for index %s", spec.index_id)
         status = IndexStatus(state="unknown", detail=f"Status unavailable: {exc.__class__.__name__}")
     try:
         files = driver.list_files(spec, SHARE_CERTS, CADDY_CERTIFICATES_PREFIX)
         cert_files = [f.path for f in files if f.path.endswith((".crt", ".key", ".json"))]
-    except Exception:  # noqa: BLE001 - missing folder or unreachable share: unknown
+    except Exception:  # missing folder or unreachable share: unknown
         cert_files = None
     try:
         packages = [f for f in driver.list_files(spec, SHARE_PACKAGES) if f.path.endswith(DISTRIBUTION_SUFFIXES)]
-    except Exception:  # noqa: BLE001
+    except Exception:
         packages = None
     return DriverFacts(status=status, certificate_files=cert_files, packages=packages)
 
@@ -67,7 +67,7 @@ def _target(driver: Driver, index: PrivateIndex) -> tuple[IndexSpec, Certificate
     spec = index_spec(index)
     try:
         ca_pem = driver.ca_certificate_pem(spec)
-    except Exception:  # noqa: BLE001 - without the CA the check reports the chain as untrusted
+    except Exception:  # without the CA the check reports the chain as untrusted
         ca_pem = None
     target = CertificateTarget(
         key=index.pk, host=spec.hostname, port=spec.placement.https_port, server_name=spec.hostname, ca_pem=ca_pem

@@ -222,7 +222,7 @@ def _run_steps(index: PrivateIndex, operation: str, steps: list[DeployStep], *, 
             )
     for step in steps:
         row = rows[step.name]
-        if row.state == ProvisioningStep.State.DONE:
+        if row.state == ProvisioningStep.State.DONE and not step.rerun:
             continue
         row.state, row.started_at, row.finished_at, row.error = ProvisioningStep.State.RUNNING, timezone.now(), None, ""
         row.attempts += 1
@@ -244,6 +244,11 @@ def _run_steps(index: PrivateIndex, operation: str, steps: list[DeployStep], *, 
 
 
 def _fail(index: PrivateIndex, operation: str, failure: StepFailed) -> None:
+    if operation != Op.TEARDOWN and index.deployment:
+        try:  # nothing half-running is left behind; the data stays for the retry
+            get_driver().halt(index_spec(index))
+        except DriverError as exc:
+            logger.warning("Could not halt index %s after failure: %s", index.pk, exc)
     index.transition_to(IndexState.FAILED, failed_operation=operation, failed_step=failure.step, error=failure.message)
     audit_record(action=f"index.{operation}_failed", obj=index, details={"step": failure.step, "error": failure.message})
 

@@ -37,11 +37,16 @@ class DriverError(Exception):
 @dataclass(frozen=True)
 class DeployStep:
     """One idempotent step of building or tearing down an index. `run` may be called again
-    after a crash or on retry and must then change nothing that is already right."""
+    after a crash or on retry and must then change nothing that is already right.
+
+    A retry resumes from the failed step, skipping steps already done, except those marked
+    `rerun`: steps whose result `halt` undoes (processes, containers) or that check a live
+    condition (health), which must hold on every attempt."""
 
     name: str
     label: str
     run: Callable[[], None]
+    rerun: bool = False
 
 
 @dataclass
@@ -125,6 +130,10 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def delete_file(self, spec: IndexSpec, share: str, path: str) -> None:
         """Delete one file; deleting a file that is already gone is not an error."""
+
+    def halt(self, spec: IndexSpec) -> None:
+        """Stop whatever still runs for an index whose provisioning failed, keeping its data so a
+        retry can resume. Default: nothing runs unattended."""
 
     def ca_certificate_pem(self, spec: IndexSpec) -> str | None:
         """The CA certificate clients must trust to reach the index, or None when the index

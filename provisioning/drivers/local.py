@@ -151,9 +151,11 @@ class LocalDriver(Driver):
         return [
             DeployStep("shares", "Create the three shares", lambda: self._create_shares(spec)),
             DeployStep("config", "Write the Caddy and pypiserver configuration", lambda: self._write_config(spec)),
-            DeployStep("pypiserver", "Start pypiserver (read and publish)", lambda: self._start_servers(spec)),
-            DeployStep("caddy", "Start Caddy with HTTPS", lambda: self._start_caddy(spec)),
-            DeployStep("health", "Check the index answers over HTTPS", lambda: self._wait_healthy(spec)),
+            DeployStep(
+                "pypiserver", "Start pypiserver (read and publish)", lambda: self._start_servers(spec), rerun=True
+            ),
+            DeployStep("caddy", "Start Caddy with HTTPS", lambda: self._start_caddy(spec), rerun=True),
+            DeployStep("health", "Check the index answers over HTTPS", lambda: self._wait_healthy(spec), rerun=True),
         ]
 
     def teardown_steps(self, spec: IndexSpec) -> list[DeployStep]:
@@ -354,6 +356,9 @@ class LocalDriver(Driver):
 
     def stop(self, spec: IndexSpec) -> None:
         """Stop the processes but keep the shares (used when the laptop run shuts down)."""
+        self._stop_all(spec)
+
+    def halt(self, spec: IndexSpec) -> None:
         self._stop_all(spec)
 
     # --- files

@@ -1,0 +1,145 @@
+"""The admin dashboard: every index across teams, certificate and health, approvals, queues.
+
+Portal admins only: a signed-in non-admin gets 404 on every URL here (the dashboard's existence
+is not advertised), an anonymous visitor is sent to sign in.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from provisioning import checks, dashboard, services
+from provisioning.models import CertificateCheck, IndexState, InvalidTransition, PrivateIndex, is_portal_admin
+
+TEMPLATE = "provisioning/dashboard.html"
+
+
+def portal_admin_required(view: Callable) -> Callable:
+    @login_required
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:  # noqa: ANN002, ANN003
+        if not is_portal_admin(request.user):
+            raise Http404("Not found")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    """Back to the dashboard page the action came from (same-host URLs only)."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("dashboard")
+    return redirect(target)
+
+
+def _index(index_id: int) -> PrivateIndex:
+    return get_object_or_404(PrivateIndex.objects.select_related("team", "requested_by"), pk=index_id)
+
+
+@portal_admin_required
+@require_GET
+def dashboard_home(request: HttpRequest) -> HttpResponse:
+    filters = dashboard.Filters.from_query(request.GET)
+    context = {"dash": dashboard.dashboard(filters), "states": dashboard.IndexState.choices,
+               "cert_filters": dashboard.CERT_FILTERS}  # fmt: skip
+    return render(request, TEMPLATE + ("#table" if request.htmx else ""), context)
+
+
+@portal_admin_required
+@require_GET
+def dashboard_queues(request: HttpRequest) -> HttpResponse:
+    template = "provisioning/dashboard_queues.html" + ("#panel" if request.htmx else "")
+    return render(request, template, {"panel": dashboard.queue_panel()})
+
+
+@portal_admin_required
+@require_POST
+def dashboard_requeue(request: HttpRequest, queue_name: str, job_id: str) -> HttpResponse:
+    if dashboard.failed_job_requeue(queue_name=queue_name, job_id=job_id, actor=request.user, request=request):
+        messages.success(request, f"Job {job_id} is back on the {queue_name} queue.")
+    else:
+        messages.error(request, f"Job {job_id} is no longer among the failed jobs of {queue_name}.")
+    return redirect("dashboard_queues")
+
+
+@portal_admin_required
+@require_GET
+def dashboard_index(request: HttpRequest, index_id: int) -> HttpResponse:
+    """One index's check history (certificate details, files, health) and its admin actions."""
+    index = _index(index_id)
+    history = CertificateCheck.objects.filter(index=index).order_by("-checked_at", "-id")
+    return render(request, "provisioning/dashboard_index.html", {"index": index, "history": history})
+
+
+@portal_admin_required
+@require_POST
+def dashboard_check(request: HttpRequest, index_id: int) -> HttpResponse:
+    index = _index(index_id)
+    checks.index_check_enqueue(index=index)
+    messages.success(request, f"A check of {index.name} is queued; refresh in a few seconds.")
+    return _back(request)
+
+
+def _action(request: HttpRequest, index_id: int, service: Callable, done: str, **kwargs) -> HttpResponse:  # noqa: ANN003
+    index = _index(index_id)
+    try:
+        service(index=index, actor=request.user, request=request, **kwargs)
+    except InvalidTransition as exc:
+        messages.error(request, f"{index.name}: {exc}")
+    except ValidationError as exc:
+        messages.error(request, f"{index.name}: {' '.join(exc.messages)}")
+    else:
+        messages.success(request, f"{index.name}: {done}")
+    return _back(request)
+
+
+@portal_admin_required
+@require_POST
+def dashboard_retry(request: HttpRequest, index_id: int) -> HttpResponse:
+    return _action(request, index_id, services.index_retry, "retrying from the step that failed.")
+
+
+@portal_admin_required
+@require_POST
+def dashboard_restart(request: HttpRequest, index_id: int) -> HttpResponse:
+    return _action(request, index_id, services.index_restart, "restarting.")
+
+
+@portal_admin_required
+@require_POST
+def dashboard_approve(request: HttpRequest, index_id: int) -> HttpResponse:
+    return _action(request, index_id, services.index_approve, "approved; provisioning starts.")
+
+
+@portal_admin_required
+@require_POST
+def dashboard_deny(request: HttpRequest, index_id: int) -> HttpResponse:
+    reason = request.POST.get("reason", "")[:2000]
+    return _action(request, index_id, services.index_deny, "denied.", reason=reason)
+
+
+@portal_admin_required
+def dashboard_teardown(request: HttpRequest, index_id: int) -> HttpResponse:
+    """GET asks for confirmation (type the index's name); POST tears the index down."""
+    index = _index(index_id)
+    if request.method == "POST":
+        if request.POST.get("confirm_name") == index.name:
+            return _action(request, index_id, services.index_delete, "tearing down.")
+        messages.error(request, "Type the index's name exactly to confirm the teardown.")
+    next_url = request.POST.get("next") or request.GET.get("next") or reverse("dashboard")
+    return render(
+        request,
+        "provisioning/dashboard_teardown.html",
+        {"index": index, "next": next_url, "can_delete": index.state in {IndexState.READY, IndexState.FAILED}},
+    )

@@ -1,0 +1,116 @@
+"""Unit tests: index name rules, state transitions, the index spec."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from provisioning.models import TRANSITIONS, IndexState, InvalidTransition, PrivateIndex, validate_index_name
+from provisioning.spec import Placement, build_index_spec
+
+
+@pytest.mark.parametrize("name", ["abc", "team-ml", "a1b2", "x" * 63, "data-platform-2"])
+def test_index_name_accepts_dns_labels(name):
+    validate_index_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ab", "x" * 64, "-leading", "trailing-", "Upper", "under_score", "with space", "dot.name", "two--hyphens", "é-acc"],
+)
+def test_index_name_rejects_what_cannot_be_a_host_name(name):
+    with pytest.raises(ValidationError):
+        validate_index_name(name)
+
+
+def test_every_state_appears_in_the_transition_table():
+    assert set(TRANSITIONS) == set(IndexState.values)
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "allowed"),
+    [
+        ("requested", "provisioning", True),
+        ("provisioning", "ready", True),
+        ("ready", "restarting", True),
+        ("restarting", "ready", True),
+        ("ready", "deleting", True),
+        ("failed", "provisioning", True),
+        ("failed", "deleting", True),
+        ("deleting", "deleted", True),
+        ("awaiting_approval", "denied", True),
+        ("deleted", "provisioning", False),
+        ("provisioning", "deleting", False),
+        ("requested", "ready", False),
+        ("denied", "requested", False),
+    ],
+)
+def test_state_transitions_follow_the_design(start, target, allowed):
+    assert PrivateIndex(state=start).can_transition_to(target) is allowed
+
+
+def test_an_invalid_transition_raises_and_changes_nothing(requested_index):
+    with pytest.raises(InvalidTransition):
+        requested_index.transition_to("ready")
+    requested_index.refresh_from_db()
+    assert requested_index.state == "requested"
+
+
+def _azure_like_spec():
+    placement = Placement(
+        hostname="ml-ab12cd.westeurope.azurecontainer.io", https_port=443, http_port=80,
+        read_port=8080, publish_port=8081, tls="acme",
+    )  # fmt: skip
+    return build_index_spec(index_id=7, name="ml", team="data", size="medium", placement=placement)
+
+
+def test_spec_exposes_only_http_and_https_never_pypiserver():
+    spec = _azure_like_spec()
+    assert spec.public_ports == (80, 443)
+    assert 8080 not in spec.public_ports
+    for container in spec.containers:
+        if container.name.startswith("pypiserver"):
+            assert container.ports == ()
+            assert "127.0.0.1" in container.command
+
+
+def test_spec_pins_every_image():
+    for container in _azure_like_spec().containers:
+        assert ":" in container.image.rsplit("/", 1)[-1]
+        assert not container.image.endswith(":latest")
+
+
+def test_spec_requires_credentials_and_disables_the_pypi_fallback():
+    spec = _azure_like_spec()
+    read, publish = spec.container("pypiserver"), spec.container("pypiserver-publish")
+    for server, htpasswd in ((read, "htpasswd-read"), (publish, "htpasswd-publish")):
+        args = list(server.command)
+        assert args[args.index("--authenticate") + 1] == "download,list,update"
+        assert "--disable-fallback" in args
+        assert args[args.index("--passwords") + 1].endswith(htpasswd)
+
+
+def test_caddyfile_routes_writes_to_the_publish_server_and_reads_to_the_read_server():
+    caddyfile = _azure_like_spec().caddyfile
+    assert "@write not method GET HEAD" in caddyfile
+    assert "handle @write {\n\t\treverse_proxy 127.0.0.1:8081" in caddyfile
+    assert "handle {\n\t\treverse_proxy 127.0.0.1:8080" in caddyfile
+    assert "admin off" in caddyfile
+    assert "tls internal" not in caddyfile  # Let's Encrypt in Azure
+
+
+def test_spec_mounts_the_three_shares_where_caddy_and_pypiserver_expect_them():
+    spec = _azure_like_spec()
+    assert [s.name for s in spec.shares] == ["caddy-certs", "caddy-config", "pypipackages"]
+    caddy_mounts = {m.share: m.mount_path for m in spec.container("caddy").mounts}
+    assert caddy_mounts == {"caddy-certs": "/data", "caddy-config": "/config"}
+    server_mounts = {m.share: m.mount_path for m in spec.container("pypiserver").mounts}
+    assert server_mounts == {"pypipackages": "/data/packages", "caddy-config": "/config"}
+    assert spec.share("pypipackages").quota_gb == 50
+
+
+def test_spec_fits_the_containers_into_the_chosen_size():
+    spec = _azure_like_spec()
+    assert sum(c.cpu for c in spec.containers) <= 2.0
+    assert sum(c.memory_gb for c in spec.containers) <= 4.0
+    assert spec.url == "https://ml-ab12cd.westeurope.azurecontainer.io/simple/"

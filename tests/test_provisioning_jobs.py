@@ -1,0 +1,190 @@
+"""Provisioning through RQ with the real Redis and the real local driver (pypiserver + Caddy)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from django.urls import reverse
+
+from provisioning import services
+from provisioning.drivers.base import get_driver
+from provisioning.models import PrivateIndex
+
+pytestmark = pytest.mark.e2e
+
+
+def _hold_four_consecutive_ports() -> tuple[list[socket.socket], int]:
+    for base in range(29000, 29900, 4):
+        held = []
+        for port in range(base, base + 4):
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                break
+            held.append(sock)
+        if len(held) == 4:
+            return held, base
+        for sock in held:
+            sock.close()
+    raise RuntimeError("no four consecutive free ports")
+
+
+def _request(lead, team, name="jobs-index"):
+    return services.index_request(team=team, name=name, size="small", requested_by=lead)
+
+
+def test_a_requested_index_becomes_ready_with_every_step_recorded(
+    lead, team, run_jobs, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        index = _request(lead, team)
+    assert run_jobs() == 1
+    index.refresh_from_db()
+    assert index.state == "ready", index.error
+    assert index.url.startswith("https://localhost:") and index.url.endswith("/simple/")
+    steps = list(index.steps.values_list("name", "state"))
+    assert steps == [
+        ("shares", "done"), ("config", "done"), ("pypiserver", "done"),
+        ("caddy", "done"), ("health", "done"), ("credentials", "done"),
+    ]  # fmt: skip
+    assert all(step.finished_at >= step.started_at for step in index.steps.all())
+    assert get_driver().status(services.index_spec(index)).is_running
+
+
+def test_the_detail_page_shows_progress_then_the_address_and_ca(
+    lead_client, lead, team, run_jobs, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        index = _request(lead, team)
+    partial = lead_client.get(f"{index.get_absolute_url()}?part=progress", headers={"HX-Request": "true"})
+    assert 'hx-trigger="every 1s"' in partial.content.decode()  # polls while active
+    run_jobs()
+    page = lead_client.get(index.get_absolute_url()).content.decode()
+    index.refresh_from_db()
+    assert index.url in page and "every 1s" not in page
+    ca = lead_client.get(reverse("index_ca_certificate", args=[index.pk]))
+    assert ca.status_code == 200 and b"BEGIN CERTIFICATE" in ca.content
+
+
+def test_an_exhausted_port_range_fails_the_index_with_a_clear_error_and_retry_works(
+    lead, team, settings, run_jobs, django_capture_on_commit_callbacks
+):
+    # Hold every port of a 4-port range so nothing is free.
+    holders, base = _hold_four_consecutive_ports()
+    settings.LOCAL_DRIVER_PORT_RANGE = f"{base}-{base + 3}"
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            index = _request(lead, team)
+        run_jobs()
+    finally:
+        for sock in holders:
+            sock.close()
+    index.refresh_from_db()
+    assert index.state == "failed"
+    assert index.failed_step == "reserve"
+    assert "No free ports" in index.error and f"{base}-{base + 3}" in index.error
+
+    settings.LOCAL_DRIVER_PORT_RANGE = f"{base}-{base + 3}"  # the same range, now free
+    with django_capture_on_commit_callbacks(execute=True):
+        services.index_retry(index=index, actor=lead)
+    run_jobs()
+    index.refresh_from_db()
+    assert index.state == "ready", index.error
+
+
+def test_a_server_that_cannot_start_fails_at_its_step_and_leaves_nothing_running(
+    lead, team, settings, run_jobs, django_capture_on_commit_callbacks, tmp_path
+):
+    # Caddy's https port is taken by someone else once the ports are reserved.
+    with django_capture_on_commit_callbacks(execute=True):
+        index = _request(lead, team)
+    placement = get_driver().reserve(index_id=index.pk, name=index.name, previous=None)
+    PrivateIndex.objects.filter(pk=index.pk).update(deployment=placement.as_dict())
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", placement.https_port))
+    squatter.listen()
+    settings.INDEX_HEALTH_TIMEOUT_SECONDS = 3
+    try:
+        run_jobs()
+        index.refresh_from_db()
+        assert index.state == "failed"
+        assert index.failed_step in {"caddy", "health"}
+        assert index.error
+        status = get_driver().status(services.index_spec(index))
+        assert all(c.state != "running" for c in status.containers), status
+    finally:
+        squatter.close()
+    # The port is free again: Retry resumes from the failed step and finishes.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.index_retry(index=index, actor=lead)
+    run_jobs()
+    index.refresh_from_db()
+    assert index.state == "ready", index.error
+    assert index.steps.get(name="shares").attempts == 1  # done steps were not run again
+
+
+def test_missing_binaries_fail_the_index_with_a_readable_reason(
+    lead, team, settings, run_jobs, django_capture_on_commit_callbacks, tmp_path
+):
+    settings.LOCAL_DRIVER_BIN_DIR = tmp_path / "nowhere"
+    with django_capture_on_commit_callbacks(execute=True):
+        index = _request(lead, team)
+    run_jobs()
+    index.refresh_from_db()
+    assert index.state == "failed" and index.failed_step == "pypiserver"
+    assert "is not installed" in index.error
+
+
+def test_restart_and_teardown_run_as_jobs_and_teardown_leaves_nothing(
+    ready_index, lead, run_jobs, django_capture_on_commit_callbacks, _local_driver_in_tmp
+):
+    driver = get_driver()
+    spec = services.index_spec(ready_index)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.index_restart(index=ready_index, actor=lead)
+    run_jobs()
+    ready_index.refresh_from_db()
+    assert ready_index.state == "ready" and driver.status(spec).is_running
+    with django_capture_on_commit_callbacks(execute=True):
+        services.index_delete(index=ready_index, actor=lead)
+    run_jobs()
+    ready_index.refresh_from_db()
+    assert ready_index.state == "deleted"
+    assert driver.status(spec).state == "missing"
+    assert list(_local_driver_in_tmp.iterdir()) == [_local_driver_in_tmp / ".ports.lock"]
+
+
+def test_reconcile_brings_back_a_ready_index_whose_processes_died(ready_index):
+    driver = get_driver()
+    spec = services.index_spec(ready_index)
+    driver.stop(spec)
+    assert driver.status(spec).state == "stopped"
+    assert services.index_reconcile()["revived"] == 1
+    assert driver.status(spec).is_running
+
+
+def test_reconcile_requeues_an_index_stuck_in_provisioning_with_no_job(
+    lead, team, run_jobs, django_capture_on_commit_callbacks
+):
+    index = PrivateIndex.objects.create(name="stuck", team=team, requested_by=lead, state="provisioning")
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = services.index_reconcile()
+    assert counts["requeued"] == 1
+    run_jobs()
+    index.refresh_from_db()
+    assert index.state == "ready", index.error
+
+
+def test_a_second_job_for_the_same_index_is_not_queued_while_one_waits(
+    lead, team, django_capture_on_commit_callbacks
+):
+    import django_rq
+
+    with django_capture_on_commit_callbacks(execute=True):
+        index = _request(lead, team)
+    with django_capture_on_commit_callbacks(execute=True):
+        services._enqueue(index, "provision")
+    assert django_rq.get_queue("provisioning").job_ids == [f"index-{index.pk}-provision"]
