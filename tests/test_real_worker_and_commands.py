@@ -1,0 +1,104 @@
+"""A real `manage.py rqworker` subprocess, and the management commands used for automation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from provisioning import services
+from provisioning.models import PrivateIndex
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _manage_env(data_dir: Path) -> dict[str, str]:
+    """Point a child process at this test's database, Redis db and index folder."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("postgresql"):
+        url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    else:
+        url = f"sqlite:///{db['NAME']}"
+    env = {k: v for k, v in os.environ.items() if k not in {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}}
+    env.update(
+        DATABASE_URL=url,
+        REDIS_URL=os.environ["REDIS_URL"],
+        LOCAL_DRIVER_DATA_DIR=str(data_dir),
+        LOCAL_DRIVER_PORT_RANGE=settings.LOCAL_DRIVER_PORT_RANGE,
+        PORTAL_VAR_DIR=str(data_dir.parent / "var"),
+    )
+    return env
+
+
+def _manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_rqworker_process_provisions_a_requested_index(team, lead, _local_driver_in_tmp):
+    index = services.index_request(team=team, name="worker-built", size="small", requested_by=lead)
+    result = _manage(_manage_env(_local_driver_in_tmp), "rqworker", "provisioning", "--burst")
+    assert result.returncode == 0, result.stderr[-2000:]
+    index.refresh_from_db()
+    assert index.state == "ready", index.error
+    assert index.steps.filter(state="done").count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_index_waits_and_prints_url_ca_and_credentials_then_delete_index_removes_it(
+    team, _local_driver_in_tmp
+):
+    env = _manage_env(_local_driver_in_tmp)
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "provisioning"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        created = _manage(env, "create_index", "--team", team.slug, "--name", "cli-made", "--wait", "--json")
+        assert created.returncode == 0, created.stderr
+        output = json.loads(created.stdout)
+        assert output["url"].startswith("https://localhost:")
+        assert Path(output["ca_path"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+        assert set(output["credentials"]) == {"read", "publish"}
+        assert all(c["password"] for c in output["credentials"].values())
+
+        listed = _manage(env, "list_indexes", "--json")
+        assert [row["name"] for row in json.loads(listed.stdout)] == ["cli-made"]
+
+        deleted = _manage(env, "delete_index", "cli-made", "--wait")
+        assert deleted.returncode == 0, deleted.stderr
+        assert PrivateIndex.objects.get(name="cli-made").state == "deleted"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_index_exits_non_zero_with_the_reason_on_stderr(team, _local_driver_in_tmp):
+    env = _manage_env(_local_driver_in_tmp)
+    bad_name = _manage(env, "create_index", "--team", team.slug, "--name", "Bad_Name")
+    assert bad_name.returncode != 0 and "lowercase letters" in bad_name.stderr
+    no_team = _manage(env, "create_index", "--team", "nobody", "--name", "fine-name")
+    assert no_team.returncode != 0 and "No team" in no_team.stderr
+
+    env["LOCAL_DRIVER_BIN_DIR"] = str(_local_driver_in_tmp / "no-binaries")
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "provisioning"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        failed = _manage(env, "create_index", "--team", team.slug, "--name", "will-fail", "--wait")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+    assert failed.returncode != 0
+    assert "failed" in failed.stderr and "is not installed" in failed.stderr
