@@ -101,7 +101,10 @@ def main() -> None:
         print(f"time to index, median of {args.runs} runs on this machine")
         for label, values in per_step.items():
             print(f"{label:<40} median {statistics.median(values) * 1000:8.1f} ms   max {max(values) * 1000:8.1f} ms")
-        print(f"{'form POST → uploaded and pip-downloadable':<40} median {statistics.median(totals) * 1000:8.1f} ms (target < 3000 ms)")
+        print(
+            f"{'form POST → uploaded and pip-downloadable':<40} "
+            f"median {statistics.median(totals) * 1000:8.1f} ms (target < 3000 ms)"
+        )
     finally:
         for index in PrivateIndex.objects.filter(state="ready"):
             services.index_delete(index=index, actor=user)

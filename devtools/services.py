@@ -48,7 +48,7 @@ def ensure_redis(url: str) -> str | None:
             "Install it (apt-get install redis-server, brew install redis) or set REDIS_URL."
         )
     print(f"Starting the machine's Redis on port {port} …", flush=True)
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
         check=False,
         timeout=15,
@@ -75,9 +75,7 @@ def ensure_postgres(url: str) -> str | None:
             "(apt-get install postgresql) or set DATABASE_URL (sqlite:///var/portal.sqlite3 works for a laptop run)."
         )
     print(f"Starting the machine's PostgreSQL {versions[-1]} …", flush=True)
-    subprocess.run(  # noqa: S603
-        [ctl, "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False, timeout=60
-    )
+    subprocess.run([ctl, "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False, timeout=60)
     return None if _wait(host, port, 20) else f"PostgreSQL was started but port {port} does not answer."
 
 
@@ -89,8 +87,8 @@ def ensure_chromium() -> str | None:
         return "Chromium is not installed (apt-get install chromium); the browser tests will be skipped."
     print("Installing Debian's Chromium for the browser tests …", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, timeout=600)  # noqa: S607
-    subprocess.run(  # noqa: S607
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, timeout=600)
+    subprocess.run(
         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], check=False, env=env, timeout=1200
     )
     return None if os.path.exists("/usr/bin/chromium") else "apt-get could not install chromium."

@@ -15,7 +15,7 @@ class IndexRequestForm(forms.Form):
     team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None)
     size = forms.ChoiceField(choices=())
 
-    def __init__(self, *args, teams, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, teams, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = teams
         self.fields["size"].choices = [(key, value["label"]) for key, value in settings.INDEX_SIZES.items()]

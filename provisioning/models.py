@@ -277,9 +277,7 @@ class IndexCredential(models.Model):
     username = models.CharField(max_length=64)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     password_hash = models.CharField(max_length=200)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

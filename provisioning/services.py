@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from passlib.hash import sha256_crypt
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from portal.audit import audit_record
@@ -108,7 +109,7 @@ def has_live_job(index: PrivateIndex) -> bool:
     for operation in Op.values:
         try:
             job = Job.fetch(f"index-{index.pk}-{operation}", connection=connection)
-        except Exception:  # noqa: BLE001 - NoSuchJobError and friends: no job
+        except NoSuchJobError:
             continue
         if job.get_status(refresh=True) in LIVE_JOB_STATES:
             return True
@@ -231,7 +232,7 @@ def _run_steps(index: PrivateIndex, operation: str, steps: list[DeployStep], *, 
             step.run()
         except DriverError as exc:
             message = exc.message
-        except Exception as exc:  # noqa: BLE001 - recorded on the step, shown to the user, logged
+        except Exception as exc:
             logger.exception("Step %s of %s for index %s crashed", step.name, operation, index.pk)
             message = f"Unexpected error: {exc.__class__.__name__}: {exc}"
         else:
@@ -250,7 +251,9 @@ def _fail(index: PrivateIndex, operation: str, failure: StepFailed) -> None:
         except DriverError as exc:
             logger.warning("Could not halt index %s after failure: %s", index.pk, exc)
     index.transition_to(IndexState.FAILED, failed_operation=operation, failed_step=failure.step, error=failure.message)
-    audit_record(action=f"index.{operation}_failed", obj=index, details={"step": failure.step, "error": failure.message})
+    audit_record(
+        action=f"index.{operation}_failed", obj=index, details={"step": failure.step, "error": failure.message}
+    )
 
 
 def index_provision_perform(index_id: int) -> None:
@@ -282,9 +285,7 @@ def index_provision_perform(index_id: int) -> None:
         except StepFailed as failure:
             _fail(index, Op.PROVISION, failure)
             return
-        index.transition_to(
-            IndexState.READY, ready_at=timezone.now(), failed_operation="", failed_step="", error=""
-        )
+        index.transition_to(IndexState.READY, ready_at=timezone.now(), failed_operation="", failed_step="", error="")
         audit_record(action="index.provisioned", obj=index, details={"url": index.url})
 
 
@@ -317,7 +318,9 @@ def index_teardown_perform(index_id: int) -> None:
                 _fail(index, Op.TEARDOWN, failure)
                 return
         index.credentials.filter(revoked_at=None).update(revoked_at=timezone.now())
-        index.transition_to(IndexState.DELETED, deleted_at=timezone.now(), failed_operation="", failed_step="", error="")
+        index.transition_to(
+            IndexState.DELETED, deleted_at=timezone.now(), failed_operation="", failed_step="", error=""
+        )
         audit_record(action="index.deleted", obj=index)
 
 

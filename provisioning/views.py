@@ -70,7 +70,7 @@ def index_detail(request: HttpRequest, index_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
-def _state_change(request: HttpRequest, index_id: int, service, done: str) -> HttpResponse:  # noqa: ANN001
+def _state_change(request: HttpRequest, index_id: int, service, done: str) -> HttpResponse:
     index = _managed_index(request, index_id)
     try:
         service(index=index, actor=request.user, request=request)

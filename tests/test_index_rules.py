@@ -16,7 +16,18 @@ def test_index_name_accepts_dns_labels(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["ab", "x" * 64, "-leading", "trailing-", "Upper", "under_score", "with space", "dot.name", "two--hyphens", "é-acc"],
+    [
+        "ab",
+        "x" * 64,
+        "-leading",
+        "trailing-",
+        "Upper",
+        "under_score",
+        "with space",
+        "dot.name",
+        "two--hyphens",
+        "é-acc",
+    ],
 )
 def test_index_name_rejects_what_cannot_be_a_host_name(name):
     with pytest.raises(ValidationError):

@@ -178,9 +178,7 @@ def test_reconcile_requeues_an_index_stuck_in_provisioning_with_no_job(
     assert index.state == "ready", index.error
 
 
-def test_a_second_job_for_the_same_index_is_not_queued_while_one_waits(
-    lead, team, django_capture_on_commit_callbacks
-):
+def test_a_second_job_for_the_same_index_is_not_queued_while_one_waits(lead, team, django_capture_on_commit_callbacks):
     import django_rq
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -54,9 +54,7 @@ def test_a_real_rqworker_process_provisions_a_requested_index(team, lead, _local
 
 
 @pytest.mark.django_db(transaction=True)
-def test_create_index_waits_and_prints_url_ca_and_credentials_then_delete_index_removes_it(
-    team, _local_driver_in_tmp
-):
+def test_create_index_waits_and_prints_url_ca_and_credentials_then_delete_index_removes_it(team, _local_driver_in_tmp):
     env = _manage_env(_local_driver_in_tmp)
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "provisioning"], cwd=ROOT, env=env,

@@ -131,7 +131,7 @@ class Driver(abc.ABC):
     def delete_file(self, spec: IndexSpec, share: str, path: str) -> None:
         """Delete one file; deleting a file that is already gone is not an error."""
 
-    def halt(self, spec: IndexSpec) -> None:
+    def halt(self, spec: IndexSpec) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Stop whatever still runs for an index whose provisioning failed, keeping its data so a
         retry can resume. Default: nothing runs unattended."""
 

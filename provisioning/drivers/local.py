@@ -242,7 +242,7 @@ class LocalDriver(Driver):
             raise DriverError(f"{argv[0]} is not installed (pip install -r requirements.txt).", permanent=True)
         log = open(self._dir(spec) / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115 - child owns it
         with log:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv built from our own spec
+            proc = subprocess.Popen(
                 argv,
                 cwd=self._dir(spec),
                 env=env,

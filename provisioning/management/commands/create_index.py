@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print url, CA path and new credentials as JSON.")
         parser.add_argument("--ca-dir", default=str(settings.VAR_DIR / "ca"), help="Where to write the CA file.")
 
-    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, **options) -> None:
         if options["create_team"]:
             team, _ = Team.objects.get_or_create(slug=options["team"], defaults={"name": options["team"]})
         else:

@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true")
         parser.add_argument("--timeout", type=float, default=600.0)
 
-    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, **options) -> None:
         index = PrivateIndex.objects.holding_name(options["name"]).first()
         if index is None:
             raise CommandError(f"No index named {options['name']!r}.")

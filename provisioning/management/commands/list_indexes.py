@@ -14,7 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="Include deleted and denied indexes.")
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, **options) -> None:
         indexes = PrivateIndex.objects.select_related("team").order_by("team__slug", "name")
         if not options["all"]:
             indexes = indexes.exclude(state__in=["deleted", "denied"])

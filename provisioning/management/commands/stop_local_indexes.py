@@ -10,7 +10,7 @@ from provisioning.models import IndexState, PrivateIndex
 class Command(BaseCommand):
     help = "Stop the local driver's processes (shares kept); reconcile_indexes brings them back."
 
-    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, **options) -> None:
         driver = get_driver()
         if driver.name != "local":
             raise CommandError("Only the local driver runs processes on this machine.")
