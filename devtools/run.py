@@ -58,9 +58,32 @@ def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
 
 def sign_in_setup(env: dict[str, str], web_port: int) -> tuple[list[Child], list[str]]:
     """Children and instructions for signing in on this machine (the local Entra-shaped provider)."""
-    manage(env, "ensure_demo_users")
-    return [], [
-        "Sign in: a local sign-in provider is not configured yet; use the demo admin printed above.",
+    # --- Entra sign-in (issue 4): a configured ENTRA_AUTHORITY (a real tenant) wins.
+    if env.get("ENTRA_AUTHORITY"):
+        return [], [f"Sign in: with Microsoft Entra ID ({env['ENTRA_AUTHORITY']})."]
+    from devtools.entra_provider.demo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
+
+    port = free_port(int(env.get("ENTRA_PROVIDER_PORT", "8443")))
+    state_dir = Path(env.get("PORTAL_VAR_DIR") or ROOT / "var") / "entra"
+    env.update(
+        ENTRA_TENANT_ID=DEMO_TENANT_ID,
+        ENTRA_CLIENT_ID=DEMO_CLIENT_ID,
+        ENTRA_CLIENT_SECRET=DEMO_CLIENT_SECRET,
+        ENTRA_AUTHORITY=f"https://127.0.0.1:{port}/{DEMO_TENANT_ID}",
+        ENTRA_CA_BUNDLE=str(state_dir / "ca.pem"),
+        ENTRA_REDIRECT_URI=f"{env['PORTAL_BASE_URL']}/auth/callback",
+        ENTRA_POST_LOGOUT_REDIRECT_URI=f"{env['PORTAL_BASE_URL']}/auth/signed-out/",
+    )
+    manage(env, "ensure_demo_teams", "-v", "0")
+    provider = Child(
+        "sign-in provider",
+        [PYTHON, "-m", "devtools.entra_provider", "--port", str(port), "--state-dir", str(state_dir),
+         "--redirect-uri", env["ENTRA_REDIRECT_URI"]],
+        port=port,
+    )  # fmt: skip
+    return [provider], [
+        f"Sign in: local Entra-shaped provider at https://127.0.0.1:{port}, picking a demo user"
+        f" (its CA is {state_dir / 'ca.pem'}: the browser warns once).",
     ]
 
 

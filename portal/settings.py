@@ -114,7 +114,6 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS: list[dict] = []
-LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "home"
 
 LANGUAGE_CODE = "en-us"

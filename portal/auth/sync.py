@@ -1,0 +1,107 @@
+"""Turning validated id_token claims into a portal user, its Django groups and team memberships.
+
+Entra is the source of truth on every sign-in: app roles present in the `roles` claim are added
+as Django groups and those gone are removed; teams come from the `groups` claim (group object
+ids mapped to Team.entra_group_id) and the user's role in them from the app roles.
+
+Limitation: above 200 groups Entra sends an overage marker instead of `groups`. Configure the
+app registration to emit only "groups assigned to the application"; an overage sign-in is
+refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.db import transaction
+from django.utils import timezone
+
+from portal.models import EntraIdentity
+from provisioning.models import Membership, Team
+
+
+class GroupsOverage(Exception):
+    """The token names no groups because the user is in too many (Entra's overage claim)."""
+
+
+def _is_overage(claims: dict[str, Any]) -> bool:
+    return "groups" in (claims.get("_claim_names") or {}) or bool(claims.get("hasgroups"))
+
+
+def team_role_for(roles: set[str]) -> str:
+    if settings.ENTRA_TEAM_LEAD_ROLE in roles:
+        return Membership.Role.LEAD
+    if settings.ENTRA_PUBLISHER_ROLE in roles:
+        return Membership.Role.PUBLISHER
+    return Membership.Role.MEMBER
+
+
+def _new_username(claims: dict[str, Any]) -> str:
+    User = get_user_model()
+    base = (claims.get("preferred_username") or claims["oid"])[:140]
+    # A local account with the same name is never taken over: identities are (tid, oid).
+    if not User.objects.filter(username=base).exists():
+        return base
+    return f"{base}#{claims['oid'][:8]}"
+
+
+@transaction.atomic
+def user_sync_from_claims(claims: dict[str, Any]) -> AbstractBaseUser:
+    """The user for (tid, oid), created on first sign-in, with groups and memberships synced."""
+    if _is_overage(claims):
+        raise GroupsOverage("The account is in too many groups for the token to list them.")
+    User = get_user_model()
+    roles = {str(r) for r in claims.get("roles") or []}
+    group_ids = {str(g) for g in claims.get("groups") or []}
+
+    identity = (
+        EntraIdentity.objects.select_for_update()
+        .select_related("user")
+        .filter(tid=claims["tid"], oid=claims["oid"])
+        .first()
+    )
+    if identity is None:
+        user = User(username=_new_username(claims))
+        user.set_unusable_password()
+        user.save()
+        identity = EntraIdentity(user=user, tid=claims["tid"], oid=claims["oid"])
+    user = identity.user
+    name = str(claims.get("name") or "")
+    first, _, last = name.partition(" ")
+    user.first_name, user.last_name = first[:150], last[:150]
+    user.email = str(claims.get("email") or claims.get("preferred_username") or "")[:254]
+    # Portal admins maintain teams and their group mapping in the Django admin; the flags
+    # follow the app role and go when it goes.
+    user.is_staff = user.is_superuser = settings.ENTRA_ADMIN_ROLE in roles
+    user.save(update_fields=["first_name", "last_name", "email", "is_staff", "is_superuser"])
+
+    identity.roles = sorted(roles)
+    identity.groups = sorted(group_ids)
+    identity.last_sign_in_at = timezone.now()
+    identity.save()
+
+    _sync_role_groups(user, roles)
+    _sync_memberships(user, group_ids, team_role_for(roles))
+    return user
+
+
+def _sync_role_groups(user: AbstractBaseUser, roles: set[str]) -> None:
+    managed = settings.ENTRA_ROLE_GROUPS
+    wanted = {managed[role] for role in roles if role in managed}
+    for name in wanted:
+        group, _ = Group.objects.get_or_create(name=name)
+        user.groups.add(group)
+    gone = set(managed.values()) - wanted
+    user.groups.remove(*Group.objects.filter(name__in=gone))
+    user.__dict__.pop("_portal_admin", None)
+
+
+def _sync_memberships(user: AbstractBaseUser, group_ids: set[str], role: str) -> None:
+    teams = list(Team.objects.filter(entra_group_id__in=group_ids).exclude(entra_group_id=""))
+    for team in teams:
+        Membership.objects.update_or_create(user=user, team=team, defaults={"role": role})
+    # Only teams mapped to an Entra group are managed here; admins keep the others by hand.
+    (Membership.objects.filter(user=user).exclude(team__entra_group_id="").exclude(team__in=teams).delete())

@@ -1,0 +1,62 @@
+"""The audit log page, for portal admins: filter by action, actor, object and date."""
+
+from __future__ import annotations
+
+import datetime
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from portal.models import AuditEvent
+from provisioning.models import is_portal_admin
+
+PAGE_SIZE = 50
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.ChoiceField(required=False)
+    actor = forms.CharField(required=False, max_length=200)
+    object = forms.CharField(required=False, max_length=200, label="Object")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        actions = AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()
+        self.fields["action"].choices = [("", "Any action"), *((a, a) for a in actions)]
+
+    def filter(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+        data = self.cleaned_data
+        if data.get("action"):
+            events = events.filter(action=data["action"])
+        if data.get("actor"):
+            events = events.filter(actor_name__icontains=data["actor"])
+        if data.get("object"):
+            term = data["object"]
+            events = events.filter(Q(object_repr__icontains=term) | Q(object_id=term) | Q(object_type__iexact=term))
+        if data.get("since"):
+            events = events.filter(at__date__gte=data["since"])
+        if data.get("until"):
+            events = events.filter(at__date__lt=data["until"] + datetime.timedelta(days=1))
+        return events
+
+
+@login_required
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    if not is_portal_admin(request.user):
+        raise Http404  # the page's existence is not advertised to non-admins
+    form = AuditFilterForm(request.GET or None)
+    events = AuditEvent.objects.select_related("actor")
+    if form.is_bound and form.is_valid():
+        events = form.filter(events)
+    page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    template = "portal/audit.html#table" if getattr(request, "htmx", False) else "portal/audit.html"
+    return render(request, template, {"form": form, "page": page, "query": query.urlencode()})

@@ -1,0 +1,104 @@
+"""A real browser (Debian's Chromium driven by Playwright) signs in through the provider's page."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from devtools.entra_provider import DEMO_TEAMS
+from portal.auth import tokens
+from portal.models import AuditEvent
+from provisioning.models import Membership, PrivateIndex, Team
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
+]
+
+
+@pytest.fixture
+def browser_page(entra_provider, tmp_path: Path, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an asyncio loop in this thread; the test's ORM calls are
+    # ordinary synchronous ones, which Django would otherwise refuse next to a running loop.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                # Trust exactly the provider's certificate, nothing else.
+                f"--ignore-certificate-errors-spki-list={entra_provider.leaf_spki_sha256()}",
+            ],
+        )
+        page = browser.new_page()
+        try:
+            yield page
+        except BaseException:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def live_entra(entra_provider, live_server, settings):
+    callback = f"{live_server.url}/auth/callback"
+    entra_provider.reset()
+    entra_provider.redirect_uris.append(callback)
+    settings.ENTRA_TENANT_ID = entra_provider.tenant_id
+    settings.ENTRA_CLIENT_ID = entra_provider.client_id
+    settings.ENTRA_CLIENT_SECRET = entra_provider.client_secret
+    settings.ENTRA_AUTHORITY = entra_provider.authority
+    settings.ENTRA_CA_BUNDLE = str(entra_provider.ca_path)
+    settings.ENTRA_REDIRECT_URI = callback
+    settings.ENTRA_POST_LOGOUT_REDIRECT_URI = f"{live_server.url}/auth/signed-out/"
+    settings.SESSION_COOKIE_SECURE = False  # the live server speaks plain HTTP
+    settings.CSRF_COOKIE_SECURE = False
+    tokens.clear_caches()
+    yield entra_provider
+    entra_provider.redirect_uris.remove(callback)
+    tokens.clear_caches()
+
+
+def test_team_lead_signs_in_through_the_provider_page_and_sees_only_their_teams_indexes(
+    live_server, live_entra, browser_page, transactional_db
+):
+    teams = [Team.objects.create(name=n, slug=s, entra_group_id=g) for n, s, g in DEMO_TEAMS]
+    from django.contrib.auth.models import User
+
+    someone = User.objects.create_user("someone")
+    PrivateIndex.objects.create(name="ours-index", team=teams[0], requested_by=someone, state="ready")
+    PrivateIndex.objects.create(name="theirs-index", team=teams[1], requested_by=someone, state="ready")
+    page = browser_page
+
+    page.goto(f"{live_server.url}/")
+    assert "/auth/login/" in page.url
+    page.click("#sign-in-with-microsoft")
+    page.wait_for_selector("text=Pick a demo user")
+    assert page.url.startswith(live_entra.endpoint("authorize"))
+    page.click("button[data-user=lead]")
+    page.wait_for_url(f"{live_server.url}/")
+
+    body = page.content()
+    assert "Lee Lead" in body
+    assert "ours-index" in body
+    assert "theirs-index" not in body
+    assert Membership.objects.get(user__username="lee.lead@contoso.example").role == "lead"
+    assert AuditEvent.objects.filter(action="auth.signed_in", actor_name="lee.lead@contoso.example").exists()
+
+    page.click("text=Sign out")  # the portal's POST form, then the provider's end-session page
+    page.wait_for_url(f"{live_server.url}/auth/signed-out/")
+    page.goto(f"{live_server.url}/")
+    assert "/auth/login/" in page.url
