@@ -169,6 +169,8 @@ CADDY_IMAGE = env_str("CADDY_IMAGE", "docker.io/library/caddy:2.11.7-alpine")
 PYPISERVER_IMAGE = env_str("PYPISERVER_IMAGE", "docker.io/pypiserver/pypiserver:v2.4.2")
 # How long provisioning waits for the index to answer its health check.
 INDEX_HEALTH_TIMEOUT_SECONDS = env_float("INDEX_HEALTH_TIMEOUT_SECONDS", 30.0)
+# The per-index job lock expires this long after a worker dies (a heartbeat renews it while alive).
+INDEX_LOCK_TTL_SECONDS = env_float("INDEX_LOCK_TTL_SECONDS", 60.0)
 
 # Local driver: pypiserver and Caddy as child processes, three folders standing for the shares.
 LOCAL_DRIVER_DATA_DIR = Path(env_str("LOCAL_DRIVER_DATA_DIR", str(VAR_DIR / "indexes")))

@@ -7,6 +7,7 @@ every step in ProvisioningStep so the page can show progress and a retry can res
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -14,6 +15,7 @@ import io
 import logging
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 
 import django_rq
@@ -118,15 +120,31 @@ def has_live_job(index: PrivateIndex) -> bool:
 
 @contextlib.contextmanager
 def index_lock(index_id: int) -> Iterator[None]:
-    """One worker per index at a time. A second job for the same index waits its turn."""
+    """One worker per index at a time; a second job for the same index waits its turn.
+
+    The lock lives INDEX_LOCK_TTL_SECONDS and a heartbeat renews it while the job runs, so a
+    worker killed with SIGKILL frees the index within that time instead of a whole job timeout.
+    """
+    ttl = settings.INDEX_LOCK_TTL_SECONDS
     lock = django_rq.get_connection(QUEUE).lock(
-        f"lock:index:{index_id}", timeout=JOB_TIMEOUT + 120, blocking_timeout=JOB_TIMEOUT
+        f"lock:index:{index_id}", timeout=ttl, blocking_timeout=JOB_TIMEOUT, thread_local=False
     )
     if not lock.acquire():
         raise RuntimeError(f"Index {index_id} stayed locked for {JOB_TIMEOUT} s.")
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(ttl / 3):
+            with contextlib.suppress(Exception):  # a lost renewal shows up as a lost lock later
+                lock.reacquire()
+
+    beat = threading.Thread(target=heartbeat, name=f"lock-heartbeat-{index_id}", daemon=True)
+    beat.start()
     try:
         yield
     finally:
+        stop.set()
+        beat.join()
         with contextlib.suppress(Exception):
             lock.release()
 
@@ -356,10 +374,11 @@ def index_reconcile() -> dict[str, int]:
 # --- credentials
 
 
-def _hash_password(password: str) -> str:
+def _hash_password(password: str, *, salt: str | None = None) -> str:
     # Tokens are 32 random bytes, so a fast-verifying hash is safe; pypiserver checks it on
     # every request, and a slow hash (sha512_crypt's default) would cost ~0.5 s per pip call.
-    return sha256_crypt.using(rounds=5000).hash(password)
+    scheme = sha256_crypt.using(rounds=5000, salt=salt) if salt else sha256_crypt.using(rounds=5000)
+    return scheme.hash(password)
 
 
 def portal_read_password(index: PrivateIndex) -> str:
@@ -375,18 +394,26 @@ def portal_read_credential(index: PrivateIndex) -> tuple[str, str]:
 def htpasswd_files(index: PrivateIndex) -> dict[str, str]:
     """The read and publish htpasswd files for the index's active credentials."""
     active = list(index.credentials.filter(revoked_at=None).order_by("username"))
-    read = [f"{PORTAL_USERNAME}:{_hash_password(portal_read_password(index))}"]
+    # A salt derived from the index keeps the file identical between writes (see credentials_write).
+    salt = base64.b64encode(hashlib.sha256(f"salt:{index.pk}".encode()).digest(), altchars=b"./")[:16].decode()
+    read = [f"{PORTAL_USERNAME}:{_hash_password(portal_read_password(index), salt=salt)}"]
     read += [f"{c.username}:{c.password_hash}" for c in active]
     publish = [f"{c.username}:{c.password_hash}" for c in active if c.kind == IndexCredential.Kind.PUBLISH]
     return {READ_HTPASSWD_PATH: "\n".join(read) + "\n", PUBLISH_HTPASSWD_PATH: "\n".join(publish) + "\n"}
 
 
 def credentials_write(index: PrivateIndex) -> None:
-    """Write both htpasswd files to the config share; pypiserver reloads them on change."""
+    """Write both htpasswd files to the config share when they differ from what is there;
+    pypiserver reloads them on change, so no restart is needed."""
     spec = index_spec(index)
     driver = get_driver()
     for path, text in htpasswd_files(index).items():
         data = text.encode()
+        try:
+            if b"".join(driver.read_file(spec, SHARE_CONFIG, path)) == data:
+                continue
+        except DriverError:
+            pass  # missing or unreadable: write it
         driver.write_file(spec, SHARE_CONFIG, path, io.BytesIO(data), size=len(data))
 
 

@@ -19,7 +19,10 @@ from provisioning.drivers import base as driver_base
 from provisioning.models import ADMIN_GROUP, Membership, PrivateIndex, Team
 
 # Modules of fixtures contributed per feature (registered here so every test can use them).
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.entra_support",  # issue 4: the local Entra provider and sign-in helpers
+    "tests.azure_fixtures",  # issue 3: the Azure emulator and Azure driver settings
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

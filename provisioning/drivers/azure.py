@@ -38,7 +38,13 @@ from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance import models as aci
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
-from azure.mgmt.storage.models import FileShare, Sku, StorageAccountCreateParameters
+from azure.mgmt.storage.models import (
+    FileShare,
+    FileShareProperties,
+    Sku,
+    StorageAccountCreateParameters,
+    StorageAccountPropertiesCreateParameters,
+)
 from azure.storage.fileshare import ShareClient, ShareServiceClient
 from django.conf import settings
 
@@ -140,6 +146,9 @@ def to_driver_error(exc: BaseException, doing: str) -> DriverError:
         return DriverError(f"{doing}: no Azure credential is available ({_azure_message(exc)})", permanent=True)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return DriverError(f"{doing}: Azure did not answer ({_azure_message(exc)})", permanent=False)
+    if isinstance(exc, ClientAuthenticationError):
+        # A refused token (wrong secret, missing role assignment) needs an operator, not a retry.
+        return DriverError(message, permanent=True)
     if isinstance(exc, HttpResponseError):
         code = _error_code(exc)
         status = exc.status_code or 0
@@ -148,8 +157,6 @@ def to_driver_error(exc: BaseException, doing: str) -> DriverError:
         if status in TRANSIENT_STATUSES or status == 0:
             return DriverError(message, permanent=False)
         return DriverError(message, permanent=status in {400, 401, 403, 404, 413})
-    if isinstance(exc, ClientAuthenticationError):
-        return DriverError(message, permanent=True)
     return DriverError(message, permanent=False)
 
 
@@ -164,6 +171,8 @@ class AzureDriver(Driver):
         self._clients: dict[str, Any] = {}
         # account name -> (fetched at, key, service client); memory only, never persisted.
         self._accounts: dict[str, tuple[float, str, ShareServiceClient]] = {}
+        # container group name -> (seen at, group) just returned by a create: saves one GET.
+        self._fresh_groups: dict[str, tuple[float, aci.ContainerGroup]] = {}
 
     # --- clients
     def _verify(self) -> str | bool:
@@ -256,7 +265,8 @@ class AzureDriver(Driver):
             resource_group = settings.AZURE_RESOURCE_GROUP
         else:
             raise DriverError(
-                f"AZURE_RESOURCE_GROUP_POLICY must be 'shared' or 'per-index', not {settings.AZURE_RESOURCE_GROUP_POLICY!r}.",
+                "AZURE_RESOURCE_GROUP_POLICY must be 'shared' or 'per-index', not "
+                f"{settings.AZURE_RESOURCE_GROUP_POLICY!r}.",
                 permanent=True,
             )
         return Placement(
@@ -286,22 +296,50 @@ class AzureDriver(Driver):
     def deploy_steps(self, spec: IndexSpec) -> list[DeployStep]:
         names = self._names(spec)
         return [
-            DeployStep("resource_group", f"Resource group {names['resource_group']}", lambda: self._ensure_resource_group(spec)),  # fmt: skip
-            DeployStep("storage_account", f"Storage account {names['storage_account']}", lambda: self._ensure_storage_account(spec)),  # fmt: skip
-            DeployStep("file_shares", "File shares " + ", ".join(s.name for s in spec.shares), lambda: self._ensure_shares(spec)),  # fmt: skip
+            DeployStep(
+                "resource_group", f"Resource group {names['resource_group']}", lambda: self._ensure_resource_group(spec)
+            ),
+            DeployStep(
+                "storage_account",
+                f"Storage account {names['storage_account']}",
+                lambda: self._ensure_storage_account(spec),
+            ),
+            DeployStep(
+                "file_shares",
+                "File shares " + ", ".join(s.name for s in spec.shares),
+                lambda: self._ensure_shares(spec),
+            ),
             DeployStep("config", "Write the Caddy configuration", lambda: self._write_config(spec)),
-            DeployStep("container_group", f"Container group {names['container_group']}", lambda: self._ensure_container_group(spec)),  # fmt: skip
+            DeployStep(
+                "container_group",
+                f"Container group {names['container_group']}",
+                lambda: self._ensure_container_group(spec),
+            ),
             DeployStep("running", "Wait until the containers run", lambda: self._wait_running(spec)),
         ]
 
     def teardown_steps(self, spec: IndexSpec) -> list[DeployStep]:
         names = self._names(spec)
         steps = [
-            DeployStep("delete_container_group", f"Delete container group {names['container_group']}", lambda: self._delete_container_group(spec)),  # fmt: skip
-            DeployStep("delete_storage_account", f"Delete storage account {names['storage_account']}", lambda: self._delete_storage_account(spec)),  # fmt: skip
+            DeployStep(
+                "delete_container_group",
+                f"Delete container group {names['container_group']}",
+                lambda: self._delete_container_group(spec),
+            ),
+            DeployStep(
+                "delete_storage_account",
+                f"Delete storage account {names['storage_account']}",
+                lambda: self._delete_storage_account(spec),
+            ),
         ]
         if names.get("resource_group_policy") == "per-index":
-            steps.append(DeployStep("delete_resource_group", f"Delete resource group {names['resource_group']}", lambda: self._delete_resource_group(spec)))  # fmt: skip
+            steps.append(
+                DeployStep(
+                    "delete_resource_group",
+                    f"Delete resource group {names['resource_group']}",
+                    lambda: self._delete_resource_group(spec),
+                )
+            )
         steps.append(DeployStep("confirm_deleted", "Confirm nothing is left", lambda: self._confirm_deleted(spec)))
         return steps
 
@@ -311,13 +349,19 @@ class AzureDriver(Driver):
         doing = f"Creating resource group {rg}"
         if names.get("resource_group_policy") != "per-index":
             # A shared group may be pre-created by an operator who grants rights on it only.
-            with contextlib.suppress(ResourceNotFoundError):
+            try:
                 self.resources.resource_groups.get(rg)
                 return
+            except ResourceNotFoundError:
+                pass
+            except AzureError as exc:
+                raise to_driver_error(exc, f"Reading resource group {rg}") from exc
             tags = {"managed-by": "private-index-portal"}
         else:
             tags = dict(spec.tags)
-        self._call(doing, self.resources.resource_groups.create_or_update, rg, {"location": names["location"], "tags": tags})  # fmt: skip
+        self._call(
+            doing, self.resources.resource_groups.create_or_update, rg, {"location": names["location"], "tags": tags}
+        )
 
     def _ensure_storage_account(self, spec: IndexSpec) -> None:
         names = self._names(spec)
@@ -327,12 +371,16 @@ class AzureDriver(Driver):
             kind=settings.AZURE_STORAGE_KIND,
             location=names["location"],
             tags=dict(spec.tags),
-            enable_https_traffic_only=True,
-            minimum_tls_version="TLS1_2",
-            allow_blob_public_access=False,
+            properties=StorageAccountPropertiesCreateParameters(
+                enable_https_traffic_only=True,
+                minimum_tls_version="TLS1_2",
+                allow_blob_public_access=False,
+            ),
         )
         doing = f"Creating storage account {account}"
-        poller = self._call(doing, self.storage.storage_accounts.begin_create, names["resource_group"], account, parameters)
+        poller = self._call(
+            doing, self.storage.storage_accounts.begin_create, names["resource_group"], account, parameters
+        )
         result = self._wait(doing, poller)
         state = str(getattr(result, "provisioning_state", "") or "")
         if state and not state.lower().endswith("succeeded"):
@@ -344,13 +392,23 @@ class AzureDriver(Driver):
             doing = f"Creating file share {share.name}"
             try:
                 self.storage.file_shares.create(
-                    names["resource_group"], names["storage_account"], share.name,
-                    FileShare(share_quota=share.quota_gb, enabled_protocols="SMB"),
-                )  # fmt: skip
+                    names["resource_group"],
+                    names["storage_account"],
+                    share.name,
+                    FileShare(
+                        file_share_properties=FileShareProperties(share_quota=share.quota_gb, enabled_protocols="SMB")
+                    ),
+                )
             except ResourceExistsError:
                 # Some API versions answer 409 instead of updating: set the quota instead.
-                self._call(doing, self.storage.file_shares.update, names["resource_group"], names["storage_account"],
-                           share.name, FileShare(share_quota=share.quota_gb))  # fmt: skip
+                self._call(
+                    doing,
+                    self.storage.file_shares.update,
+                    names["resource_group"],
+                    names["storage_account"],
+                    share.name,
+                    FileShare(file_share_properties=FileShareProperties(share_quota=share.quota_gb)),
+                )
             except AzureError as exc:
                 raise to_driver_error(exc, doing) from exc
 
@@ -426,12 +484,19 @@ class AzureDriver(Driver):
         names = self._names(spec)
         doing = f"Creating container group {names['container_group']}"
         group = self.container_group_model(spec, self._account_key(spec))
-        poller = self._call(doing, self.containers.container_groups.begin_create_or_update,
-                            names["resource_group"], names["container_group"], group)  # fmt: skip
+        poller = self._call(
+            doing,
+            self.containers.container_groups.begin_create_or_update,
+            names["resource_group"],
+            names["container_group"],
+            group,
+        )
         result = self._wait(doing, poller)
         state = str(getattr(result, "provisioning_state", "") or "")
         if state.lower() == "failed":
             raise DriverError(f"{doing}: {self._failure_detail(result) or 'the deployment failed.'}", permanent=True)
+        with self._lock:  # the LRO's final GET: the next step's first look needs no request
+            self._fresh_groups[names["container_group"]] = (time.monotonic(), result)
 
     def _get_group(self, spec: IndexSpec) -> aci.ContainerGroup | None:
         names = self._names(spec)
@@ -446,8 +511,13 @@ class AzureDriver(Driver):
         """Until the group and every container run (or fail: then permanently, with Azure's events)."""
         names = self._names(spec)
         deadline = time.monotonic() + settings.AZURE_LRO_TIMEOUT_SECONDS
+        with self._lock:
+            seen_at, group = self._fresh_groups.pop(names["container_group"], (0.0, None))
+        if time.monotonic() - seen_at > 5:
+            group = None
         while True:
-            status = self._status_of(self._get_group(spec))
+            status = self._status_of(group or self._get_group(spec))
+            group = None
             if status.is_running:
                 return
             if status.state in ("failed", "missing"):
@@ -525,8 +595,9 @@ class AzureDriver(Driver):
         and return once they all run again. Raises DriverError."""
         names = self._names(spec)
         doing = f"Restarting container group {names['container_group']}"
-        poller = self._call(doing, self.containers.container_groups.begin_restart,
-                            names["resource_group"], names["container_group"])  # fmt: skip
+        poller = self._call(
+            doing, self.containers.container_groups.begin_restart, names["resource_group"], names["container_group"]
+        )
         self._wait(doing, poller)
         self._wait_running(spec)
 
@@ -541,8 +612,9 @@ class AzureDriver(Driver):
         else:
             names = self._names(spec)
             doing = f"Starting container group {names['container_group']}"
-            poller = self._call(doing, self.containers.container_groups.begin_start,
-                                names["resource_group"], names["container_group"])  # fmt: skip
+            poller = self._call(
+                doing, self.containers.container_groups.begin_start, names["resource_group"], names["container_group"]
+            )
             self._wait(doing, poller)
         self._wait_running(spec)
         return True
@@ -553,10 +625,11 @@ class AzureDriver(Driver):
 
     @staticmethod
     def _failure_detail(group: aci.ContainerGroup) -> str:
-        messages = []
+        messages: list[str] = []
         for container in group.containers or []:
             view = container.instance_view
-            for event in (view.events if view else None) or []:
+            events: list[aci.Event] = (view.events if view else None) or []
+            for event in events:
                 if (event.type or "").lower() == "warning" and event.message:
                     messages.append(f"{container.name}: {event.message}")
         return "; ".join(dict.fromkeys(messages))
@@ -570,7 +643,7 @@ class AzureDriver(Driver):
         for container in group.containers or []:
             view = container.instance_view
             current = view.current_state if view else None
-            events = (view.events if view else None) or []
+            events: list[aci.Event] = (view.events if view else None) or []
             last = events[-1] if events else None
             containers.append(
                 ContainerStatus(
@@ -605,22 +678,30 @@ class AzureDriver(Driver):
             cached = self._accounts.get(account)
         if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
             return cached[1], cached[2]
-        keys = self._call(f"Reading the keys of storage account {account}", self.storage.storage_accounts.list_keys,
-                          names["resource_group"], account)  # fmt: skip
-        key = keys.keys_property[0].value
+        keys = self._call(
+            f"Reading the keys of storage account {account}",
+            self.storage.storage_accounts.list_keys,
+            names["resource_group"],
+            account,
+        )
+        key = keys.keys_property[0] if keys.keys_property else None
+        if key is None or not key.value:
+            raise DriverError(f"Storage account {account} returned no keys.", permanent=False)
+        key_value: str = key.value
         client = ShareServiceClient(
             account_url=settings.AZURE_FILE_ENDPOINT.format(account=account),
-            credential={"account_name": account, "account_key": key},
+            credential={"account_name": account, "account_key": key_value},
             connection_verify=self._verify(),
             retry_total=settings.AZURE_FILE_RETRY_TOTAL,
             initial_backoff=settings.AZURE_FILE_RETRY_BACKOFF_SECONDS,
             increment_base=settings.AZURE_FILE_RETRY_BACKOFF_SECONDS / 5,
+            random_jitter_range=settings.AZURE_FILE_RETRY_BACKOFF_SECONDS / 5,
             connection_timeout=settings.AZURE_CONNECTION_TIMEOUT_SECONDS,
             read_timeout=settings.AZURE_READ_TIMEOUT_SECONDS,
         )
         with self._lock:
-            self._accounts[account] = (time.monotonic(), key, client)
-        return key, client
+            self._accounts[account] = (time.monotonic(), key_value, client)
+        return key_value, client
 
     def _forget_key(self, spec: IndexSpec) -> None:
         with self._lock:
@@ -682,12 +763,21 @@ class AzureDriver(Driver):
     def read_file(self, spec: IndexSpec, share: str, path: str) -> Iterator[bytes]:
         """The file's bytes in chunks; DriverError(permanent=True) when it does not exist."""
         path = path.strip("/")
+        doing = f"Reading {share}/{path}"
         downloader = self._file_call(
-            spec, f"Reading {share}/{path}",
+            spec,
+            doing,
             lambda s: s.get_file_client(path).download_file(max_concurrency=settings.AZURE_FILE_MAX_CONCURRENCY),
             share,
-        )  # fmt: skip
-        return iter(downloader.chunks())
+        )
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from downloader.chunks()
+            except AzureError as exc:  # a range that fails after its retries, mid-stream
+                raise to_driver_error(exc, doing) from exc
+
+        return chunks()
 
     def list_files(self, spec: IndexSpec, share: str, prefix: str = "") -> list[ShareFile]:
         """Every file whose path starts with `prefix`, recursively, without temporary uploads."""
@@ -700,7 +790,9 @@ class AzureDriver(Driver):
             while pending:
                 directory = pending.pop()
                 try:
-                    entries = list(client.list_directories_and_files(directory_name=directory or None, include=["timestamps"]))  # fmt: skip
+                    entries = list(
+                        client.list_directories_and_files(directory_name=directory or None, include=["timestamps"])
+                    )
                 except ResourceNotFoundError:
                     continue
                 for entry in entries:
@@ -709,7 +801,9 @@ class AzureDriver(Driver):
                         if path.startswith(prefix) or prefix.startswith(path + "/"):
                             pending.append(path)
                     elif path.startswith(prefix) and not entry["name"].startswith(TEMP_PREFIX):
-                        found.append(ShareFile(path=path, size=entry.get("size") or 0, modified=entry.get("last_modified")))  # fmt: skip
+                        found.append(
+                            ShareFile(path=path, size=entry.get("size") or 0, modified=entry.get("last_modified"))
+                        )
             return sorted(found, key=lambda f: f.path)
 
         return self._file_call(spec, f"Listing {share}/{prefix}", walk, share)

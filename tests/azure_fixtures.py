@@ -1,0 +1,74 @@
+"""Fixtures for the Azure driver: the Azure emulator over HTTPS (one server per test session,
+emptied before each test) and settings pointing the driver and azure-identity at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from devtools.azure_emulator import AzureEmulator
+from provisioning.drivers import base as driver_base
+
+AZURE_DRIVER = "provisioning.drivers.azure.AzureDriver"
+
+
+def azure_settings(emulator: AzureEmulator) -> dict[str, object]:
+    """Settings for the driver against `emulator`, tuned for fast tests (no polling waits,
+    no retry backoff, short timeouts)."""
+    return {
+        "PROVISIONING_DRIVER": AZURE_DRIVER,
+        "AZURE_SUBSCRIPTION_ID": emulator.subscription_id,
+        "AZURE_LOCATION": "westeurope",
+        "AZURE_RESOURCE_GROUP_POLICY": "shared",
+        "AZURE_RESOURCE_GROUP": "private-indexes",
+        "AZURE_STORAGE_SKU": "Standard_LRS",
+        "AZURE_STORAGE_KIND": "StorageV2",
+        "AZURE_NAME_SALT": "tests",
+        "AZURE_ARM_BASE_URL": emulator.url,
+        "AZURE_FILE_ENDPOINT": emulator.file_endpoint_template,
+        "AZURE_CA_BUNDLE": str(emulator.ca_path),
+        "AZURE_DISABLE_INSTANCE_DISCOVERY": True,
+        "AZURE_LRO_TIMEOUT_SECONDS": 20.0,
+        "AZURE_POLLING_INTERVAL_SECONDS": 0.0,
+        "AZURE_RETRY_TOTAL": 4,
+        "AZURE_RETRY_BACKOFF_FACTOR": 0.0,
+        "AZURE_CONNECTION_TIMEOUT_SECONDS": 5.0,
+        "AZURE_READ_TIMEOUT_SECONDS": 10.0,
+        "AZURE_FILE_RETRY_TOTAL": 2,
+        "AZURE_FILE_RETRY_BACKOFF_SECONDS": 0.0,
+        "AZURE_FILE_MAX_CONCURRENCY": 4,
+    }
+
+
+def azure_environment(emulator: AzureEmulator) -> dict[str, str]:
+    """The same settings as environment variables, for a child process (rqworker)."""
+    env = dict(emulator.environment())
+    for name, value in azure_settings(emulator).items():
+        env[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def azure_emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEmulator]:
+    emulator = AzureEmulator(cert_dir=tmp_path_factory.mktemp("azure-emulator")).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def azure_emulator(
+    azure_emulator_server: AzureEmulator, settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AzureEmulator]:
+    """An empty emulator; the driver setting, the Azure settings and the service principal
+    variables (read by the real azure-identity EnvironmentCredential) point at it."""
+    emulator = azure_emulator_server
+    emulator.reset()
+    for name, value in azure_settings(emulator).items():
+        setattr(settings, name, value)
+    for name, value in emulator.environment().items():
+        monkeypatch.setenv(name, value)
+    driver_base._driver_for.cache_clear()
+    yield emulator
+    emulator.faults.clear()
+    driver_base._driver_for.cache_clear()
