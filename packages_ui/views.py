@@ -1,0 +1,245 @@
+"""The package page of an index: listing, upload, delete, restart, resync, mirror, tokens."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
+
+from packages_ui import services
+from packages_ui.forms import MirrorForm
+from packages_ui.models import MirrorRun, PackageFile
+from packages_ui.receiving import HashingUploadHandler, receive_raw_body, received_from_form
+from packages_ui.validation import DistributionError
+from provisioning import services as provisioning_services
+from provisioning.drivers.base import get_driver
+from provisioning.forms import CredentialForm
+from provisioning.models import IndexCredential, PrivateIndex, is_portal_admin
+from provisioning.snippets import client_snippets
+
+
+def _visible_index(request: HttpRequest, index_id: int) -> PrivateIndex:
+    """The index if the user may see it; 404 otherwise, so other teams' indexes do not leak."""
+    return get_object_or_404(PrivateIndex.objects.visible_to(request.user).select_related("team"), pk=index_id)
+
+
+def _publishable_index(request: HttpRequest, index_id: int) -> PrivateIndex:
+    index = _visible_index(request, index_id)
+    if not index.can_publish(request.user):
+        raise PermissionDenied("Only publishers and team leads can change this index's packages.")
+    return index
+
+
+def _page_url(index: PrivateIndex) -> str:
+    return reverse("packages", args=[index.pk])
+
+
+def _projects(index: PrivateIndex, query: str) -> list[dict]:
+    """Projects → versions (newest first) → files, filtered by a substring of project or file."""
+    files = index.package_files.select_related("uploaded_by")
+    if query:
+        files = files.filter(filename__icontains=query) | files.filter(project__icontains=query.lower())
+    projects = []
+    for project, project_files in groupby(sorted(files, key=lambda f: f.project), key=lambda f: f.project):
+        by_version = sorted(project_files, key=lambda f: (f.sort_version, f.filename), reverse=True)
+        versions = [{"version": v, "files": list(fs)} for v, fs in groupby(by_version, key=lambda f: f.version)]
+        projects.append({"name": project, "versions": versions})
+    return projects
+
+
+@login_required
+@require_GET
+def packages(request: HttpRequest, index_id: int) -> HttpResponse:
+    index = _visible_index(request, index_id)
+    query = request.GET.get("q", "").strip()[:100]
+    context = {
+        "index": index,
+        "query": query,
+        "projects": _projects(index, query),
+        "can_publish": index.can_publish(request.user),
+        "is_admin": is_portal_admin(request.user),
+        "restart_pending": services.restart_is_pending(index),
+        "waiting": index.package_files.filter(state=PackageFile.State.STORED).exists(),
+        "max_upload_bytes": settings.PACKAGES_MAX_UPLOAD_BYTES,
+    }
+    template = "packages_ui/packages.html#listing" if request.htmx else "packages_ui/packages.html"
+    return render(request, template, context)
+
+
+def _store(request: HttpRequest, index: PrivateIndex, received, overwrite: bool) -> dict:
+    try:
+        package = services.package_store(
+            index=index, received=received, actor=request.user, overwrite=overwrite, request=request
+        )
+    except DistributionError as exc:
+        return {"filename": received.filename, "ok": False, "message": exc.message}
+    return {"filename": package.filename, "ok": True, "package": package}
+
+
+@csrf_exempt  # the upload handler must be set before CSRF reads the body; checked below instead
+@login_required
+@require_POST
+def package_upload(request: HttpRequest, index_id: int) -> HttpResponse:
+    request.upload_handlers = [HashingUploadHandler(request)]
+    return _package_upload(request, index_id)
+
+
+@csrf_protect
+def _package_upload(request: HttpRequest, index_id: int) -> HttpResponse:
+    """Raw body (the upload script, one file per request, `?filename=`) or multipart (the form)."""
+    index = _publishable_index(request, index_id)
+    overwrite = request.GET.get("overwrite") == "1" or request.POST.get("overwrite") == "1"
+    results = []
+    if request.content_type == "multipart/form-data":
+        for uploaded in request.FILES.getlist("files"):
+            with received_from_form(uploaded) as received:
+                results.append(_store(request, index, received, overwrite))
+    else:
+        filename = request.GET.get("filename", "")
+        try:
+            with receive_raw_body(request, filename) as received:
+                results.append(_store(request, index, received, overwrite))
+        except DistributionError as exc:
+            results.append({"filename": filename, "ok": False, "message": exc.message})
+    if not request.htmx:
+        for result in results:
+            level = messages.success if result["ok"] else messages.error
+            level(request, f"{result['filename']}: {'stored' if result['ok'] else result['message']}")
+        return redirect(_page_url(index))
+    status = 201 if all(r["ok"] for r in results) else 400
+    return render(request, "packages_ui/packages.html#results", {"index": index, "results": results}, status=status)
+
+
+@login_required
+@require_GET
+def package_state(request: HttpRequest, index_id: int, file_id: int) -> HttpResponse:
+    """One uploaded file's result, polled by htmx until it is live."""
+    index = _visible_index(request, index_id)
+    package = get_object_or_404(index.package_files, pk=file_id)
+    result = {"filename": package.filename, "ok": True, "package": package}
+    return render(request, "packages_ui/packages.html#result", {"index": index, "result": result})
+
+
+@login_required
+@require_POST
+def package_delete(request: HttpRequest, index_id: int, file_id: int) -> HttpResponse:
+    index = _publishable_index(request, index_id)
+    package = get_object_or_404(index.package_files, pk=file_id)
+    try:
+        services.package_delete(package=package, actor=request.user, request=request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Deleted {package.filename}. The index stops serving it after the restart.")
+    return redirect(_page_url(index))
+
+
+@login_required
+@require_POST
+def packages_restart(request: HttpRequest, index_id: int) -> HttpResponse:
+    index = _publishable_index(request, index_id)
+    services.restart_request(index=index)
+    messages.success(request, "pypiserver restarts in a moment.")
+    return redirect(_page_url(index))
+
+
+@login_required
+@require_POST
+def packages_resync(request: HttpRequest, index_id: int) -> HttpResponse:
+    index = _publishable_index(request, index_id)
+    report = services.packages_resync(index=index, actor=request.user, request=request)
+    summary = ", ".join(f"{len(v)} {k}" for k, v in report.items())
+    messages.success(request, f"Records rebuilt from the share: {summary}.")
+    return redirect(_page_url(index))
+
+
+@login_required
+def mirror(request: HttpRequest, index_id: int) -> HttpResponse:
+    index = _visible_index(request, index_id)
+    form = MirrorForm(request.POST or None)
+    if request.method == "POST":
+        index = _publishable_index(request, index_id)
+        if form.is_valid():
+            try:
+                run = services.mirror_request(index=index, actor=request.user, request=request, **form.cleaned_data)
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                return redirect("packages_mirror_run", index.pk, run.pk)
+    runs = index.mirror_runs.all()[:10]
+    return render(request, "packages_ui/mirror.html", {"index": index, "form": form, "runs": runs})
+
+
+@login_required
+@require_GET
+def mirror_run(request: HttpRequest, index_id: int, run_id: int) -> HttpResponse:
+    index = _visible_index(request, index_id)
+    run = get_object_or_404(MirrorRun, index=index, pk=run_id)
+    template = "packages_ui/mirror_run.html#progress" if request.htmx else "packages_ui/mirror_run.html"
+    return render(request, template, {"index": index, "run": run})
+
+
+def _tokens_context(request: HttpRequest, index: PrivateIndex, form: CredentialForm | None = None) -> dict:
+    return {
+        "index": index,
+        "credentials": index.credentials.select_related("created_by"),
+        "credential_form": form or CredentialForm(),
+        "can_publish": index.can_publish(request.user),
+        "can_manage": index.can_manage(request.user),
+    }
+
+
+@login_required
+def tokens(request: HttpRequest, index_id: int) -> HttpResponse:
+    """Named read and publish tokens; a new token's password is in this response only."""
+    index = _visible_index(request, index_id)
+    if request.method != "POST":
+        return render(request, "packages_ui/tokens.html", _tokens_context(request, index))
+    form = CredentialForm(request.POST)
+    context = _tokens_context(request, index, form)
+    if form.is_valid():
+        kind = form.cleaned_data["kind"]
+        if kind == IndexCredential.Kind.PUBLISH and not index.can_publish(request.user):
+            raise PermissionDenied("Only publishers and team leads can create publish tokens.")
+        try:
+            credential, password = provisioning_services.credential_create(
+                index=index, kind=kind, label=form.cleaned_data["label"], actor=request.user, request=request
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            has_ca = get_driver().ca_certificate_pem(provisioning_services.index_spec(index)) is not None
+            ca_file = f"{index.name}-ca.pem" if has_ca else None
+            context.update(
+                new_credential=credential,
+                password=password,
+                ca_file=ca_file,
+                snippets=client_snippets(
+                    index_url=index.url, username=credential.username, password=password,
+                    ca_file=ca_file, publish=kind == IndexCredential.Kind.PUBLISH,
+                ),
+            )  # fmt: skip
+    template = "packages_ui/tokens.html#created" if request.htmx else "packages_ui/tokens.html"
+    response = render(request, template, context)
+    response["Cache-Control"] = "no-store"  # the password must not stay in any cache
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, index_id: int, credential_id: int) -> HttpResponse:
+    index = _visible_index(request, index_id)
+    credential = get_object_or_404(index.credentials, pk=credential_id)
+    if not (index.can_publish(request.user) or credential.created_by_id == request.user.pk):
+        raise PermissionDenied("Only publishers, team leads and the token's creator can revoke it.")
+    provisioning_services.credential_revoke(credential=credential, actor=request.user, request=request)
+    messages.success(request, f"Revoked {credential.username}. It stops working at once.")
+    return redirect("packages_tokens", index.pk)
