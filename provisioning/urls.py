@@ -9,7 +9,5 @@ urlpatterns = [
     path("<int:index_id>/retry/", views.index_retry, name="index_retry"),
     path("<int:index_id>/restart/", views.index_restart, name="index_restart"),
     path("<int:index_id>/delete/", views.index_delete, name="index_delete"),
-    path("<int:index_id>/credentials/", views.credential_create, name="credential_create"),
-    path("<int:index_id>/credentials/<int:credential_id>/revoke/", views.credential_revoke, name="credential_revoke"),
     path("<int:index_id>/ca.pem", views.index_ca_certificate, name="index_ca_certificate"),
 ]

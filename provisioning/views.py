@@ -11,9 +11,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import services
 from provisioning.drivers.base import get_driver
-from provisioning.forms import CredentialForm, IndexRequestForm
-from provisioning.models import IndexCredential, InvalidTransition, PrivateIndex, teams_led_by
-from provisioning.snippets import client_snippets
+from provisioning.forms import IndexRequestForm
+from provisioning.models import InvalidTransition, PrivateIndex, teams_led_by
 
 
 def _visible_index(request: HttpRequest, index_id: int) -> PrivateIndex:
@@ -61,8 +60,6 @@ def index_detail(request: HttpRequest, index_id: int) -> HttpResponse:
         "steps": index.steps.all(),
         "can_manage": index.can_manage(request.user),
         "can_publish": index.can_publish(request.user),
-        "credentials": index.credentials.filter(revoked_at=None).select_related("created_by"),
-        "credential_form": CredentialForm(),
     }
     template = "provisioning/index_detail.html"
     if request.htmx and request.GET.get("part") == "progress":
@@ -101,51 +98,6 @@ def index_delete(request: HttpRequest, index_id: int) -> HttpResponse:
         messages.error(request, "Type the index's name to confirm the teardown.")
         return redirect(index)
     return _state_change(request, index_id, services.index_delete, "Tearing the index down.")
-
-
-@login_required
-@require_POST
-def credential_create(request: HttpRequest, index_id: int) -> HttpResponse:
-    """Creates a token and shows its password once, in this response only."""
-    index = _visible_index(request, index_id)
-    form = CredentialForm(request.POST)
-    context: dict = {"index": index, "credential_form": form}
-    if form.is_valid():
-        kind = form.cleaned_data["kind"]
-        if kind == IndexCredential.Kind.PUBLISH and not index.can_publish(request.user):
-            raise Http404("Not found")
-        try:
-            credential, password = services.credential_create(
-                index=index, kind=kind, label=form.cleaned_data["label"], actor=request.user, request=request
-            )
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            ca_file = f"{index.name}-ca.pem" if get_driver().name == "local" else None
-            context.update(
-                new_credential=credential,
-                password=password,
-                snippets=client_snippets(
-                    index_url=index.url, username=credential.username, password=password,
-                    ca_file=ca_file, publish=kind == IndexCredential.Kind.PUBLISH,
-                ),
-            )  # fmt: skip
-    response = render(request, "provisioning/credential_created.html", context)
-    response["Cache-Control"] = "no-store"  # the password must not stay in any cache
-    return response
-
-
-@login_required
-@require_POST
-def credential_revoke(request: HttpRequest, index_id: int, credential_id: int) -> HttpResponse:
-    index = _visible_index(request, index_id)
-    credential = get_object_or_404(index.credentials, pk=credential_id)
-    allowed = index.can_manage(request.user) or credential.created_by_id == request.user.pk
-    if not allowed:
-        raise Http404("Not found")
-    services.credential_revoke(credential=credential, actor=request.user, request=request)
-    messages.success(request, f"Revoked {credential.username}. It stops working at once.")
-    return redirect(index)
 
 
 @login_required

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _create_token(client, index, kind, label):
-    response = client.post(reverse("credential_create", args=[index.pk]), {"kind": kind, "label": label})
+    response = client.post(reverse("packages_tokens", args=[index.pk]), {"kind": kind, "label": label})
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
     page = response.content.decode()

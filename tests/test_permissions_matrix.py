@@ -177,7 +177,7 @@ def assert_no_leak(response, where: str) -> None:
 
 def test_the_walk_finds_the_index_pages_and_admin_pages():
     names = {route.name for route in ROUTES}
-    assert {"index_detail", "index_restart", "index_delete", "credential_create", "credential_revoke"} <= names
+    assert {"index_detail", "index_restart", "index_delete", "packages_tokens", "packages_token_revoke"} <= names
     assert "audit_log" in names
     assert sum(route.takes_object_id for route in ROUTES) >= 6
 
