@@ -167,6 +167,21 @@ def hostname_matches(hostname: str, sans: list[str]) -> bool:
     return False
 
 
+def warning_window(info: CertificateInfo, warning_days: int) -> timedelta:
+    """How close to expiry a certificate is flagged: `warning_days`, or a sixth of its lifetime
+    when that is shorter. Short-lived certificates (Caddy's internal 12-hour leaves) are renewed
+    automatically when a third of their life remains, so a fixed 14 days would flag them always;
+    a sixth left means a renewal was missed. For a 90-day Let's Encrypt certificate it is 14 days."""
+    return min(timedelta(days=warning_days), (info.not_after - info.not_before) / 6)
+
+
+def _duration(delta: timedelta) -> str:
+    if delta >= timedelta(days=2):
+        return f"{delta.days} days"
+    hours, rest = divmod(int(delta.total_seconds()), 3600)
+    return f"{hours} h {rest // 60} min"
+
+
 # --- talking to the server
 
 
@@ -331,8 +346,9 @@ def inspect_certificate(
     if not matches:
         names = ", ".join(info.sans) or "no names"
         return result(CertificateStatus.WRONG_HOST, f"Issued for {names}, not {server_name}.", **fields)
-    if info.not_after - now <= timedelta(days=warning_days):
-        return result(CertificateStatus.EXPIRING, f"Expires in {days_left} days, on {expiry}.", **fields)
+    left = info.not_after - now
+    if left <= warning_window(info, warning_days):
+        return result(CertificateStatus.EXPIRING, f"Expires in {_duration(left)}, on {expiry}.", **fields)
     return result(CertificateStatus.VALID, f"Valid until {expiry}.", **fields)
 
 

@@ -75,7 +75,9 @@ def _target(driver: Driver, index: PrivateIndex) -> tuple[IndexSpec, Certificate
     return spec, target
 
 
-def _record(index: PrivateIndex, spec: IndexSpec | None, result: CertificateResult, facts: DriverFacts | None) -> CertificateCheck:
+def _record(
+    index: PrivateIndex, spec: IndexSpec | None, result: CertificateResult, facts: DriverFacts | None
+) -> CertificateCheck:
     cert = result.certificate
     check = CertificateCheck(
         index=index,
@@ -177,7 +179,9 @@ def index_check_enqueue(*, index: PrivateIndex) -> None:
     index_id = index.pk
 
     def enqueue() -> None:
-        queue = django_rq.get_queue(QUEUE)
+        # Already after the commit: enqueue now ("auto"), or django-rq's on_db_commit mode would
+        # defer again and a second click could slip in before the first job exists.
+        queue = django_rq.get_queue(QUEUE, commit_mode="auto")
         existing = queue.fetch_job(job_id)
         if existing is not None:
             if existing.get_status(refresh=True) in {JobStatus.QUEUED, JobStatus.STARTED}:

@@ -52,7 +52,9 @@ def index_monthly_cost(*, size: str, state: str) -> Decimal:
 def cost_expression(prefix: str = "") -> Case:
     """A SQL expression for an index's monthly cost (for annotate, order_by and Sum)."""
     whens = [
-        When(Q(**{f"{prefix}size": size, f"{prefix}state__in": list(BILLED_STATES)}), then=Value(size_monthly_cost(size)))
+        When(
+            Q(**{f"{prefix}size": size, f"{prefix}state__in": list(BILLED_STATES)}), then=Value(size_monthly_cost(size))
+        )
         for size in settings.INDEX_SIZES
     ]
     return Case(*whens, default=Value(Decimal("0.00")), output_field=DecimalField(max_digits=12, decimal_places=2))

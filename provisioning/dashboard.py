@@ -4,8 +4,9 @@ approval queue and the RQ panel.
 Every figure on a page comes from a fixed set of SQL queries, whatever the number of indexes:
 the page (indexes joined with team, requester and latest check, cost computed in SQL), its count,
 one aggregate for the banner, one GROUP BY for team totals and one for pending approvals. Package
-figures come from the latest check (the package share listed by driver.list_files), so nothing is
-asked of a driver while the page renders.
+figures come from packages_ui's PackageFile rows (subqueries inside the page query); the share
+listing cached on the latest check stands in without that app. Nothing is asked of a driver while
+the page renders.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import django_rq
+from django.apps import apps
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db import models
+from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, QueryDict
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
@@ -25,7 +29,7 @@ from rq.worker import Worker
 
 from portal.audit import audit_record
 from provisioning.certs import PROBLEM_STATUSES, CertificateStatus
-from provisioning.cost import cost_expression
+from provisioning.cost import cost_expression, size_monthly_cost
 from provisioning.models import IndexState, PrivateIndex
 
 logger = logging.getLogger(__name__)
@@ -37,9 +41,9 @@ SORTS: dict[str, F | str] = {
     "state": "state",
     "certificate": "health__cert_not_after",
     "health": "health__latest__restart_count",
-    "packages": "health__latest__package_count",
-    "storage": "health__latest__storage_bytes",
-    "upload": "health__latest__last_upload_at",
+    "packages": "package_count",
+    "storage": "storage_used",
+    "upload": "last_upload",
     "requested_by": "requested_by__username",
     "created": "created_at",
     "cost": "monthly_cost",
@@ -155,12 +159,38 @@ class Dashboard:
         return sum((t.monthly_cost for t in self.team_totals), start=0)
 
 
+def _package_file_model() -> type[models.Model] | None:
+    try:
+        return apps.get_model("packages_ui", "PackageFile")
+    except LookupError:
+        return None
+
+
+def _package_annotations() -> dict:
+    """Package count, storage used and last upload per index: from packages_ui's PackageFile
+    rows (correlated subqueries, part of the page query), or, without that app, from the share
+    listing cached on the latest check."""
+    package_file = _package_file_model()
+    if package_file is None:
+        return {
+            "package_count": F("health__latest__package_count"),
+            "storage_used": F("health__latest__storage_bytes"),
+            "last_upload": F("health__latest__last_upload_at"),
+        }
+    files = package_file.objects.filter(index=OuterRef("pk")).order_by().values("index")
+    return {
+        "package_count": Coalesce(Subquery(files.annotate(n=Count("pk")).values("n")), 0),
+        "storage_used": Coalesce(Subquery(files.annotate(total=Sum("size")).values("total")), 0),
+        "last_upload": Subquery(files.annotate(latest=Max("uploaded_at")).values("latest")),
+    }
+
+
 def _base() -> QuerySet[PrivateIndex]:
     return PrivateIndex.objects.annotate(monthly_cost=cost_expression())
 
 
 def filtered_indexes(filters: Filters) -> QuerySet[PrivateIndex]:
-    qs = _base().select_related("team", "requested_by", "health__latest")
+    qs = _base().annotate(**_package_annotations()).select_related("team", "requested_by", "health__latest")
     qs = qs.filter(state=filters.state) if filters.state else qs.exclude(state__in=HIDDEN_BY_DEFAULT)
     if filters.team:
         qs = qs.filter(team__slug=filters.team)
@@ -188,7 +218,7 @@ def _decorate(index: PrivateIndex) -> PrivateIndex:
     index.check = health.latest if health is not None else None
     quota_gb = settings.INDEX_SIZES.get(index.size, {}).get("quota_gb")
     index.quota_bytes = quota_gb * 1024**3 if quota_gb else None
-    used = index.check.storage_bytes if index.check is not None else None
+    used = index.storage_used
     index.storage_percent = round(100 * used / index.quota_bytes, 1) if used is not None and index.quota_bytes else None
     return index
 
@@ -207,22 +237,34 @@ def banner() -> Banner:
 
 
 def team_totals() -> list[TeamTotal]:
+    shown = PrivateIndex.objects.exclude(state__in=HIDDEN_BY_DEFAULT)
     rows = (
-        PrivateIndex.objects.exclude(state__in=HIDDEN_BY_DEFAULT)
-        .values("team__name", "team__slug")
-        .annotate(indexes=Count("pk"), cost=Sum(cost_expression()), storage=Sum("health__latest__storage_bytes"))
+        shown.values("team", "team__name", "team__slug")
+        .annotate(indexes=Count("pk"), cost=Sum(cost_expression()))
         .order_by("team__name")
     )
+    package_file = _package_file_model()
+    if package_file is None:
+        storage = dict(shown.values_list("team").annotate(total=Sum("health__latest__storage_bytes")).order_by())
+    else:
+        # Its own GROUP BY: joining files into the query above would multiply counts and cost,
+        # and a correlated subquery there runs once per index.
+        used = package_file.objects.exclude(index__state__in=HIDDEN_BY_DEFAULT).values_list("index__team")
+        storage = dict(used.annotate(total=Sum("size")).order_by())
     return [
         TeamTotal(name=r["team__name"], slug=r["team__slug"], indexes=r["indexes"],
-                  monthly_cost=r["cost"] or 0, storage_bytes=r["storage"] or 0)
+                  monthly_cost=r["cost"] or 0, storage_bytes=storage.get(r["team"]) or 0)
         for r in rows
     ]  # fmt: skip
 
 
 def awaiting_approval(limit: int = 50) -> list[PrivateIndex]:
-    qs = _base().filter(state=IndexState.AWAITING_APPROVAL).select_related("team", "requested_by")
-    return list(qs.order_by("created_at")[:limit])
+    """Requests to decide, oldest first, each with what it will cost once built."""
+    qs = PrivateIndex.objects.filter(state=IndexState.AWAITING_APPROVAL).select_related("team", "requested_by")
+    indexes = list(qs.order_by("created_at")[:limit])
+    for index in indexes:
+        index.projected_cost = size_monthly_cost(index.size) if index.size in settings.INDEX_SIZES else None
+    return indexes
 
 
 def dashboard(filters: Filters) -> Dashboard:
@@ -281,6 +323,11 @@ def _last_line(text: str | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _failure(job: Job) -> str:
+    result = job.latest_result()
+    return _last_line(result.exc_string if result is not None else "")
+
+
 def queue_panel(failed_limit: int = 10) -> QueuePanel:
     """Queues, workers and the latest failed jobs, read from RQ's registries. Redis being down is
     shown on the panel, not raised."""
@@ -302,8 +349,7 @@ def queue_panel(failed_limit: int = 10) -> QueuePanel:
                     scheduled=ScheduledJobRegistry(queue=queue).count,
                     failed=failed.count,
                     failed_jobs=[
-                        FailedJob(id=j.id, func=j.func_name or "", error=_last_line(j.exc_info), ended_at=j.ended_at)
-                        for j in jobs
+                        FailedJob(id=j.id, func=j.func_name or "", error=_failure(j), ended_at=j.ended_at) for j in jobs
                     ],
                 )
             )

@@ -27,7 +27,7 @@ TEMPLATE = "provisioning/dashboard.html"
 def portal_admin_required(view: Callable) -> Callable:
     @login_required
     @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:  # noqa: ANN002, ANN003
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not is_portal_admin(request.user):
             raise Http404("Not found")
         return view(request, *args, **kwargs)
@@ -52,7 +52,7 @@ def _index(index_id: int) -> PrivateIndex:
 def dashboard_home(request: HttpRequest) -> HttpResponse:
     filters = dashboard.Filters.from_query(request.GET)
     context = {"dash": dashboard.dashboard(filters), "states": dashboard.IndexState.choices,
-               "cert_filters": dashboard.CERT_FILTERS}  # fmt: skip
+               "cert_filters": dashboard.CERT_FILTERS, "here": request.get_full_path()}  # fmt: skip
     return render(request, TEMPLATE + ("#table" if request.htmx else ""), context)
 
 
@@ -91,7 +91,7 @@ def dashboard_check(request: HttpRequest, index_id: int) -> HttpResponse:
     return _back(request)
 
 
-def _action(request: HttpRequest, index_id: int, service: Callable, done: str, **kwargs) -> HttpResponse:  # noqa: ANN003
+def _action(request: HttpRequest, index_id: int, service: Callable, done: str, **kwargs) -> HttpResponse:
     index = _index(index_id)
     try:
         service(index=index, actor=request.user, request=request, **kwargs)

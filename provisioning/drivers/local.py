@@ -366,17 +366,34 @@ class LocalDriver(Driver):
         target = self._share_path(spec, share, path)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
-        written = 0
         try:
-            with open(temp, "wb") as out:
-                while chunk := source.read(CHUNK):
-                    out.write(chunk)
-                    written += len(chunk)
-            if written != size:
-                raise DriverError(f"Expected {size} bytes for {path}, got {written}.", permanent=True)
+            if not self._link_whole_file(source, temp, size):
+                written = 0
+                with open(temp, "wb") as out:
+                    while chunk := source.read(CHUNK):
+                        out.write(chunk)
+                        written += len(chunk)
+                if written != size:
+                    raise DriverError(f"Expected {size} bytes for {path}, got {written}.", permanent=True)
+            os.chmod(temp, 0o644)
             os.replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _link_whole_file(source: IO[bytes], temp: Path, size: int) -> bool:
+        """Hard-link an upload that already sits on this disk instead of copying its bytes again
+        (the receiver deletes its own name afterwards). False when that is not possible."""
+        name = getattr(source, "name", None)
+        if not isinstance(name, str) or source.tell() != 0:
+            return False
+        try:
+            if os.stat(name).st_size != size or not os.path.isfile(name):
+                return False
+            os.link(name, temp)
+        except OSError:  # another file system (EXDEV), or no hard links there: copy instead
+            return False
+        return True
 
     def read_file(self, spec: IndexSpec, share: str, path: str) -> Iterator[bytes]:
         target = self._share_path(spec, share, path)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import io
+
+import django_rq
+import pytest
+from django.urls import reverse
+from rq.cron import CronScheduler
+
+from provisioning import checks
+from provisioning.drivers.base import get_driver
+from provisioning.models import CertificateCheck, IndexHealth, PrivateIndex
+from provisioning.services import index_spec
+from provisioning.spec import SHARE_PACKAGES
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.e2e
+def test_a_local_index_presents_a_valid_certificate_from_caddys_internal_ca(ready_index, portal_admin_client):
+    spec = index_spec(ready_index)
+    data = b"x" * 1234
+    get_driver().write_file(spec, SHARE_PACKAGES, "demo-1.0-py3-none-any.whl", io.BytesIO(data), size=len(data))
+
+    check = checks.index_check(index=ready_index)
+
+    assert check.status == "valid", check.reason
+    assert check.trusted is True and check.hostname_match is True
+    assert "Caddy Local Authority" in check.issuer
+    assert check.subject == ""  # Caddy's internal leaves carry their names in the SANs only
+    assert check.sans == ["localhost"]
+    assert check.key_type.startswith("ECDSA")
+    assert (check.not_after - check.not_before).total_seconds() <= 13 * 3600  # 12-hour leaves
+    assert check.certificates_persisted is True
+    assert any(path.endswith("localhost.crt") for path in check.certificate_files)
+    assert check.container_state == "running"
+    assert {c["name"] for c in check.containers} == {"caddy", "pypiserver", "pypiserver-publish"}
+    assert (check.package_count, check.storage_bytes) == (1, 1234)
+    assert check.last_upload_at is not None
+    assert IndexHealth.objects.get(index=ready_index).latest == check
+
+    page = portal_admin_client.get(reverse("dashboard")).content.decode()
+    assert "Caddy Local Authority" in page and "cert-valid" in page
+    detail = portal_admin_client.get(reverse("dashboard_index", args=[ready_index.pk])).content.decode()
+    assert "Certificate files on caddy-certs</dt><dd>present" in detail
+
+
+@pytest.mark.e2e
+def test_a_stopped_local_index_is_unreachable_with_its_containers_reported(ready_index):
+    get_driver().stop(index_spec(ready_index))
+    check = checks.index_check(index=ready_index)
+    assert check.status == "unreachable"
+    assert "refused" in check.reason
+    assert check.container_state == "stopped"
+    assert "Not running" in check.last_event
+
+
+def test_an_index_without_a_host_is_recorded_as_not_issued(requested_index):
+    check = checks.index_check(index=requested_index)
+    assert check.status == "not_issued"
+    assert check.container_state == ""
+
+
+def test_only_the_last_n_checks_are_kept(settings, requested_index):
+    settings.CERT_CHECK_HISTORY = 3
+    made = [checks.index_check(index=requested_index) for _ in range(5)]
+    kept = list(CertificateCheck.objects.filter(index=requested_index).order_by("checked_at", "id"))
+    assert kept == made[-3:]
+    assert IndexHealth.objects.get(index=requested_index).latest == made[-1]
+
+
+def test_a_fleet_check_covers_indexes_with_resources_and_survives_unreachable_hosts(settings, team, lead):
+    settings.CERT_CHECK_TIMEOUT_SECONDS = 1.0
+    placement = {"hostname": "localhost", "https_port": 1, "http_port": 2, "read_port": 3, "publish_port": 4,
+                 "tls": "internal", "resources": {}}  # fmt: skip
+    for i in range(3):
+        PrivateIndex.objects.create(name=f"gone-{i}", team=team, requested_by=lead, state="ready",
+                                    deployment=placement)  # fmt: skip
+    PrivateIndex.objects.create(name="waiting", team=team, requested_by=lead, state="awaiting_approval")
+    counts = checks.fleet_check()
+    assert counts == {"unreachable": 3}
+    assert IndexHealth.objects.count() == 3
+    assert {h.latest.container_state for h in IndexHealth.objects.select_related("latest")} == {"missing"}
+
+
+def test_check_now_queues_one_check_job_per_index(
+    portal_admin_client, requested_index, run_jobs, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(2):
+            response = portal_admin_client.post(reverse("dashboard_check", args=[requested_index.pk]))
+            assert response.status_code == 302
+    assert run_jobs("default") == 1
+    assert requested_index.certificate_checks.count() == 1
+
+
+def test_the_cron_config_schedules_the_fleet_check_once_on_the_default_queue(settings):
+    settings.CERT_CHECK_CRON = "*/30 * * * *"
+    scheduler = CronScheduler(connection=django_rq.get_connection("default"))
+    scheduler.load_config_from_file("provisioning.cron")
+    jobs = scheduler.get_jobs()
+    assert [(j.func_name, j.queue_name, j.cron) for j in jobs] == [
+        ("provisioning.check_jobs.check_fleet", "default", "*/30 * * * *")
+    ]
