@@ -171,6 +171,8 @@ PYPISERVER_IMAGE = env_str("PYPISERVER_IMAGE", "docker.io/pypiserver/pypiserver:
 INDEX_HEALTH_TIMEOUT_SECONDS = env_float("INDEX_HEALTH_TIMEOUT_SECONDS", 30.0)
 # The per-index job lock expires this long after a worker dies (a heartbeat renews it while alive).
 INDEX_LOCK_TTL_SECONDS = env_float("INDEX_LOCK_TTL_SECONDS", 60.0)
+# How often the scheduler re-enqueues stuck indexes and brings vanished ones back (cron syntax).
+RECONCILE_CRON = env_str("RECONCILE_CRON", "*/5 * * * *")
 
 # Local driver: pypiserver and Caddy as child processes, three folders standing for the shares.
 LOCAL_DRIVER_DATA_DIR = Path(env_str("LOCAL_DRIVER_DATA_DIR", str(VAR_DIR / "indexes")))

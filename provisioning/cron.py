@@ -2,7 +2,7 @@
 
     python manage.py rqcron provisioning.cron
 
-(RQ's CronScheduler via django-rq). It only enqueues; the `default` queue's workers run the jobs.
+(RQ's CronScheduler via django-rq). It only enqueues; the workers run the jobs.
 Two schedulers would enqueue every job twice, so docker-compose.yml starts one `cron` service.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from rq import cron
 
-from provisioning import check_jobs
+from provisioning import check_jobs, jobs
 
 cron.register(
     check_jobs.check_fleet,
@@ -20,4 +20,15 @@ cron.register(
     job_timeout=check_jobs._fleet_timeout(),
     result_ttl=86400,
     name="certificate-fleet-check",
+)
+
+# The database is the source of truth: indexes stuck in a working state with no live job get it
+# back, and ready indexes whose processes or containers are gone are brought back up.
+cron.register(
+    jobs.reconcile_indexes,
+    queue_name="provisioning",
+    cron=settings.RECONCILE_CRON,
+    job_timeout=600,
+    result_ttl=3600,
+    name="reconcile-indexes",
 )

@@ -95,7 +95,8 @@ def _enqueue(index: PrivateIndex, operation: str) -> None:
     index_id = index.pk
 
     def enqueue() -> None:
-        queue = django_rq.get_queue(QUEUE)
+        # Already after the commit: "auto" stops django-rq from deferring it a second time.
+        queue = django_rq.get_queue(QUEUE, commit_mode="auto")
         existing = queue.fetch_job(job_id)
         if existing is not None:
             if existing.get_status(refresh=True) in LIVE_JOB_STATES:

@@ -94,11 +94,13 @@ def test_check_now_queues_one_check_job_per_index(
     assert requested_index.certificate_checks.count() == 1
 
 
-def test_the_cron_config_schedules_the_fleet_check_once_on_the_default_queue(settings):
+def test_the_cron_config_schedules_the_fleet_check_and_the_reconcile_once_each(settings):
     settings.CERT_CHECK_CRON = "*/30 * * * *"
+    settings.RECONCILE_CRON = "*/5 * * * *"
     scheduler = CronScheduler(connection=django_rq.get_connection("default"))
     scheduler.load_config_from_file("provisioning.cron")
     jobs = scheduler.get_jobs()
     assert [(j.func_name, j.queue_name, j.cron) for j in jobs] == [
-        ("provisioning.check_jobs.check_fleet", "default", "*/30 * * * *")
+        ("provisioning.check_jobs.check_fleet", "default", "*/30 * * * *"),
+        ("provisioning.jobs.reconcile_indexes", "provisioning", "*/5 * * * *"),
     ]
