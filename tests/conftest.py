@@ -32,6 +32,25 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(name, None)
 
 
+@pytest.fixture(scope="session")
+def live_server(django_db_setup, django_db_blocker, live_server):
+    """pytest-django's live server, stopped before the test database is dropped. A browser's
+    keep-alive connection can leave a request thread (and its database session) behind, which
+    would stop the test database from being dropped: those sessions are ended here."""
+    yield live_server
+    live_server.stop()
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        connection.close()
+
+
 @pytest.fixture(autouse=True)
 def _local_driver_in_tmp(settings, tmp_path: Path) -> Iterator[Path]:
     """Each test gets its own index folder; any process a test left running is stopped by PID."""

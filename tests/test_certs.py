@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 
 import pytest
@@ -76,7 +77,8 @@ def test_a_short_lived_certificate_is_expiring_only_in_the_last_sixth_of_its_lif
     late = ca.issue_cert("localhost", not_before=NOW - dt.timedelta(hours=11), not_after=NOW + dt.timedelta(hours=1))
     result = check(endpoints.tls(server_context(late)), ca_pem)
     assert result.status == CertificateStatus.EXPIRING
-    assert "Expires in 0 h 59 min" in result.reason
+    # NOW is taken at import; a long suite run may be a few minutes past it.
+    assert re.search(r"Expires in 0 h [45]\d min", result.reason), result.reason
 
 
 def test_an_expired_certificate_is_expired_and_untrusted(endpoints, ca, ca_pem):
