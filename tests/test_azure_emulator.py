@@ -25,7 +25,10 @@ from azure.storage.fileshare import ShareServiceClient
 
 from devtools.azure_emulator import AzureEmulator
 
-SPECS = Path("/work/shared/azure-specs/specification")
+# Microsoft's published REST specs, kept in the project's shared/ folder beside this checkout.
+SPECS = Path(
+    os.environ.get("AZURE_SPECS_DIR", Path(__file__).resolve().parents[2] / "shared" / "azure-specs" / "specification")
+)
 ACI_SPEC = (
     SPECS / "containerinstance/resource-manager/Microsoft.ContainerInstance/stable/2023-05-01/containerInstance.json"
 )
