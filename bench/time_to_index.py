@@ -46,10 +46,10 @@ def main() -> None:
     from django.test import Client
     from django.urls import reverse
 
+    from packages_ui.testing import build_wheel
     from provisioning import services
     from provisioning.models import Membership, PrivateIndex, Team
     from tests.clients import clean_env, twine_upload
-    from tests.wheels import make_wheel
 
     call_command("migrate", verbosity=0)
     django_rq.get_connection("default").flushdb()
@@ -82,7 +82,7 @@ def main() -> None:
             credential, password = services.credential_create(index=index, kind="publish", label="bench", actor=user)
             ca = work / f"{name}.pem"
             ca.write_text(client.get(reverse("index_ca_certificate", args=[index.pk])).content.decode())
-            wheel = make_wheel(work, f"bench-pkg-{run}", "1.0")
+            wheel = build_wheel(work, f"bench-pkg-{run}", "1.0")
             base = index.url.removesuffix("simple/")
             twine_upload([wheel], repository_url=base, username=credential.username, password=password, ca=ca)
             authed = index.url.replace("https://", f"https://{credential.username}:{password}@")

@@ -27,8 +27,7 @@ from provisioning.snippets import client_snippets
 
 
 def _visible_index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    """The index if the user may see it; 404 otherwise, so other teams' indexes do not leak."""
-    return get_object_or_404(PrivateIndex.objects.visible_to(request.user).select_related("team"), pk=index_id)
+    return PrivateIndex.objects.visible_or_404(request.user, index_id)
 
 
 def _publishable_index(request: HttpRequest, index_id: int) -> PrivateIndex:

@@ -124,6 +124,13 @@ class PrivateIndexQuerySet(models.QuerySet):
             return self
         return self.filter(team__memberships__user=user)
 
+    def visible_or_404(self, user, index_id: int) -> PrivateIndex:
+        """The index if `user` may see it; Http404 otherwise, so other teams' indexes do not leak
+        (not even whether they exist)."""
+        from django.shortcuts import get_object_or_404
+
+        return get_object_or_404(self.visible_to(user).select_related("team"), pk=index_id)
+
     def holding_name(self, name: str) -> PrivateIndexQuerySet:
         return self.filter(name=name, state__in=NAME_HOLDING_STATES)
 

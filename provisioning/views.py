@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import services
@@ -16,8 +16,7 @@ from provisioning.models import InvalidTransition, PrivateIndex, teams_led_by
 
 
 def _visible_index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    """The index if the user may see it; 404 otherwise, so other teams' indexes do not leak."""
-    return get_object_or_404(PrivateIndex.objects.visible_to(request.user).select_related("team"), pk=index_id)
+    return PrivateIndex.objects.visible_or_404(request.user, index_id)
 
 
 def _managed_index(request: HttpRequest, index_id: int) -> PrivateIndex:
@@ -67,14 +66,23 @@ def index_detail(request: HttpRequest, index_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
+def perform_index_action(request: HttpRequest, index: PrivateIndex, service, done: str, **kwargs) -> bool:
+    """Call a state-changing service for a POST and report the outcome as a message."""
+    try:
+        service(index=index, actor=request.user, request=request, **kwargs)
+    except InvalidTransition as exc:
+        messages.error(request, f"{index.name}: {exc}")
+    except ValidationError as exc:
+        messages.error(request, f"{index.name}: {' '.join(exc.messages)}")
+    else:
+        messages.success(request, f"{index.name}: {done}")
+        return True
+    return False
+
+
 def _state_change(request: HttpRequest, index_id: int, service, done: str) -> HttpResponse:
     index = _managed_index(request, index_id)
-    try:
-        service(index=index, actor=request.user, request=request)
-    except InvalidTransition as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, done)
+    perform_index_action(request, index, service, done)
     return redirect(index)
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,7 +18,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import checks, dashboard, services
-from provisioning.models import CertificateCheck, IndexState, InvalidTransition, PrivateIndex, is_portal_admin
+from provisioning.models import CertificateCheck, IndexState, PrivateIndex, is_portal_admin
+from provisioning.views import perform_index_action
 
 TEMPLATE = "provisioning/dashboard.html"
 
@@ -92,15 +92,7 @@ def dashboard_check(request: HttpRequest, index_id: int) -> HttpResponse:
 
 
 def _action(request: HttpRequest, index_id: int, service: Callable, done: str, **kwargs) -> HttpResponse:
-    index = _index(index_id)
-    try:
-        service(index=index, actor=request.user, request=request, **kwargs)
-    except InvalidTransition as exc:
-        messages.error(request, f"{index.name}: {exc}")
-    except ValidationError as exc:
-        messages.error(request, f"{index.name}: {' '.join(exc.messages)}")
-    else:
-        messages.success(request, f"{index.name}: {done}")
+    perform_index_action(request, _index(index_id), service, done, **kwargs)
     return _back(request)
 
 

@@ -64,6 +64,37 @@ def _local_driver_in_tmp(settings, tmp_path: Path) -> Iterator[Path]:
     driver_base._driver_for.cache_clear()
 
 
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps trying to reach the closed network.
+CHROMIUM_ARGS = (
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+
+
+@pytest.fixture
+def chromium(monkeypatch) -> Iterator[Callable[..., object]]:
+    """Launches Debian's Chromium through Playwright: `browser = chromium(*extra_args)`.
+    Browsers are closed after the test. (`playwright install` cannot download a browser here.)"""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make test installs it: apt-get install chromium)")
+    # Playwright's sync API keeps an asyncio loop in this thread; the tests' ORM calls are plain
+    # synchronous ones, which Django would otherwise refuse next to a running loop.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browsers = []
+
+        def launch(*extra_args: str):
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+            browsers.append(browser)
+            return browser
+
+        yield launch
+        for browser in browsers:
+            browser.close()
+
+
 @pytest.fixture(autouse=True)
 def _empty_redis() -> None:
     django_rq.get_connection("default").flushdb()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,44 +11,19 @@ from portal.auth import tokens
 from portal.models import AuditEvent
 from provisioning.models import Membership, PrivateIndex, Team
 
-CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 @pytest.fixture
-def browser_page(entra_provider, tmp_path: Path, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an asyncio loop in this thread; the test's ORM calls are
-    # ordinary synchronous ones, which Django would otherwise refuse next to a running loop.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                # Trust exactly the provider's certificate, nothing else.
-                f"--ignore-certificate-errors-spki-list={entra_provider.leaf_spki_sha256()}",
-            ],
-        )
-        page = browser.new_page()
-        try:
-            yield page
-        except BaseException:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            raise
-        finally:
-            browser.close()
+def browser_page(entra_provider, tmp_path: Path, chromium):
+    # Trust exactly the provider's certificate, nothing else.
+    browser = chromium(f"--ignore-certificate-errors-spki-list={entra_provider.leaf_spki_sha256()}")
+    page = browser.new_page()
+    try:
+        yield page
+    except BaseException:
+        page.screenshot(path=str(tmp_path / "failure.png"))
+        raise
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ from packages_ui.testing import build_wheel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-
 DROP = """([files]) => {
     const dt = new DataTransfer();
     for (const [name, b64] of files) {
@@ -29,41 +27,27 @@ DROP = """([files]) => {
 
 
 @pytest.fixture
-def browser_page(live_server, publisher, tmp_path: Path, monkeypatch):
-    # Playwright's sync API keeps an asyncio loop in this thread; Django then refuses ORM calls
-    # from the test body, which are plain synchronous code and safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
+def browser_page(live_server, publisher, tmp_path: Path, chromium):
     client = Client()
     client.force_login(publisher)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        context = browser.new_context()
-        context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        # Console errors (CSP violations, script errors) and failed answers, by URL; the browser's
-        # own "Failed to load resource" lines are covered by the answers.
-        page.on(
-            "console", lambda m: errors.append(m.text) if m.type == "error" and "Failed to load" not in m.text else None
-        )
-        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-        page.errors = errors
-        try:
-            yield page
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            raise
-        finally:
-            browser.close()
+    browser = chromium()
+    context = browser.new_context()
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Console errors (CSP violations, script errors) and failed answers, by URL; the browser's
+    # own "Failed to load resource" lines are covered by the answers.
+    page.on(
+        "console", lambda m: errors.append(m.text) if m.type == "error" and "Failed to load" not in m.text else None
+    )
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.errors = errors
+    try:
+        yield page
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"))
+        raise
 
 
 def test_dropping_two_good_wheels_and_one_bad_file_shows_each_result_then_live(

@@ -13,9 +13,9 @@ from urllib.parse import quote, urlsplit
 import pytest
 from django.urls import reverse
 
+from packages_ui.testing import build_wheel
 from provisioning.models import IndexCredential, PrivateIndex
 from tests.clients import fresh_venv, pip_install, run, twine_upload
-from tests.wheels import make_wheel
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,7 @@ def test_request_provision_upload_with_twine_and_install_with_pip_over_https(
     assert _get(index.url, str(ca), (read_user, "wrong")) in {401, 403}
     assert _get(index.url, str(ca), (read_user, read_password)) == 200
 
-    wheel = make_wheel(tmp_path, "e2e-demo", "0.1.0", module_body="ANSWER = 42\n")
+    wheel = build_wheel(tmp_path, "e2e-demo", "0.1.0")
     base = index.url.removesuffix("simple/")
     refused = twine_upload([wheel], repository_url=base, username=read_user, password=read_password, ca=ca)
     assert refused.returncode != 0  # a read token cannot publish
@@ -79,7 +79,7 @@ def test_request_provision_upload_with_twine_and_install_with_pip_over_https(
     authed = parts._replace(netloc=f"{quote(read_user)}:{quote(read_password)}@{parts.netloc}").geturl()
     installed = pip_install(python, "e2e-demo==0.1.0", index_url=authed, ca=ca)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    assert run([str(python), "-c", "import e2e_demo; print(e2e_demo.ANSWER)"]).stdout.strip() == "42"
+    assert run([str(python), "-c", "import e2e_demo; print(e2e_demo.VERSION)"]).stdout.strip() == "0.1.0"
 
     # pip without credentials is refused rather than silently falling back to PyPI.
     anonymous = run([str(python), "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "dl"),
