@@ -175,6 +175,18 @@ def assert_no_leak(response, where: str) -> None:
     assert LEAK_MARKER not in response.get("Location", ""), f"{where} redirects with another team's data"
 
 
+def assert_denied_without_effect(world, route, who: str) -> None:
+    """Every method on the route is refused for `who`, shows nothing of the other team and
+    changes nothing in the database."""
+    client = visitor(who)
+    url = url_for(route, world)
+    before = snapshot(world)
+    for method, response in requests_for(client, url):
+        assert response.status_code in DENIED, f"{who} {method} {url} → {response.status_code}"
+        assert_no_leak(response, f"{who} {method} {url}")
+    assert snapshot(world) == before, f"{who} changed something through {url}"
+
+
 def test_the_walk_finds_the_index_pages_and_admin_pages():
     names = {route.name for route in ROUTES}
     assert {"index_detail", "index_restart", "index_delete", "packages_tokens", "packages_token_revoke"} <= names
@@ -192,28 +204,14 @@ OTHER_PAGES = [r for r in ROUTES if not r.takes_object_id and not r.admin_only a
 @pytest.mark.parametrize("who", ["other team's lead", "other team's member"])
 @pytest.mark.parametrize("route", OBJECT_ROUTES, ids=[r.route for r in OBJECT_ROUTES])
 def test_other_teams_object_pages_answer_404(world, route, who):
-    client = visitor(who)
-    url = url_for(route, world)
-    before = snapshot(world)
-
-    for method, response in requests_for(client, url):
-        assert response.status_code in DENIED, f"{who} {method} {url} → {response.status_code}"
-        assert_no_leak(response, f"{who} {method} {url}")
-    assert snapshot(world) == before, f"{who} changed something through {url}"
+    assert_denied_without_effect(world, route, who)
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("who", ["other team's lead", "other team's member", "own lead", "own member"])
 @pytest.mark.parametrize("route", ADMIN_ROUTES, ids=[r.route for r in ADMIN_ROUTES])
 def test_admin_pages_answer_404_to_everyone_but_admins(world, route, who):
-    client = visitor(who)
-    url = url_for(route, world)
-    before = snapshot(world)
-
-    for method, response in requests_for(client, url):
-        assert response.status_code in DENIED, f"{who} {method} {url} → {response.status_code}"
-        assert_no_leak(response, f"{who} {method} {url}")
-    assert snapshot(world) == before, f"{who} changed something through {url}"
+    assert_denied_without_effect(world, route, who)
 
 
 @pytest.mark.django_db
