@@ -124,8 +124,10 @@ def main() -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 1
-    (ROOT / "var").mkdir(exist_ok=True)
-    manage(env, "migrate", "--no-input", "-v", "0")
+    Path(env.get("PORTAL_VAR_DIR") or ROOT / "var").mkdir(parents=True, exist_ok=True)
+    if manage(env, "migrate", "--no-input", "-v", "0", check=False).returncode:
+        print("error: the database could not be migrated (see above); check DATABASE_URL.", file=sys.stderr)
+        return 1
 
     web_port = free_port(int(env.get("PORTAL_PORT", "8000")))
     env.setdefault("PORTAL_BASE_URL", f"http://127.0.0.1:{web_port}")

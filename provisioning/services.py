@@ -306,6 +306,10 @@ def index_provision_perform(index_id: int) -> None:
             return
         index.transition_to(IndexState.READY, ready_at=timezone.now(), failed_operation="", failed_step="", error="")
         audit_record(action="index.provisioned", obj=index, details={"url": index.url})
+        # The dashboard shows the certificate right away instead of at the next scheduled check.
+        from provisioning.checks import index_check_enqueue  # checks imports this module
+
+        index_check_enqueue(index=index)
 
 
 def index_restart_perform(index_id: int) -> None:

@@ -60,10 +60,13 @@ def index_detail(request: HttpRequest, index_id: int) -> HttpResponse:
         "can_manage": index.can_manage(request.user),
         "can_publish": index.can_publish(request.user),
     }
-    template = "provisioning/index_detail.html"
     if request.htmx and request.GET.get("part") == "progress":
-        template += "#progress"
-    return render(request, template, context)
+        response = render(request, "provisioning/index_detail.html#progress", context)
+        if not index.is_active:
+            # The work is over: the rest of the page (credentials, actions, tabs) changes too.
+            response["HX-Refresh"] = "true"
+        return response
+    return render(request, "provisioning/index_detail.html", context)
 
 
 def perform_index_action(request: HttpRequest, index: PrivateIndex, service, done: str, **kwargs) -> bool:

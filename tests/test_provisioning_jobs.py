@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import django_rq
 import pytest
 from django.urls import reverse
 
@@ -41,7 +42,8 @@ def test_a_requested_index_becomes_ready_with_every_step_recorded(
 ):
     with django_capture_on_commit_callbacks(execute=True):
         index = _request(lead, team)
-    assert run_jobs() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run_jobs() == 1
     index.refresh_from_db()
     assert index.state == "ready", index.error
     assert index.url.startswith("https://localhost:") and index.url.endswith("/simple/")
@@ -52,6 +54,8 @@ def test_a_requested_index_becomes_ready_with_every_step_recorded(
     ]  # fmt: skip
     assert all(step.finished_at >= step.started_at for step in index.steps.all())
     assert get_driver().status(services.index_spec(index)).is_running
+    # The first certificate check is queued at once, not left to the next scheduled run.
+    assert f"index-{index.pk}-check" in django_rq.get_queue("default").job_ids
 
 
 def test_the_detail_page_shows_progress_then_the_address_and_ca(
@@ -61,7 +65,10 @@ def test_the_detail_page_shows_progress_then_the_address_and_ca(
         index = _request(lead, team)
     partial = lead_client.get(f"{index.get_absolute_url()}?part=progress", headers={"HX-Request": "true"})
     assert 'hx-trigger="every 1s"' in partial.content.decode()  # polls while active
+    assert "HX-Refresh" not in partial
     run_jobs()
+    finished = lead_client.get(f"{index.get_absolute_url()}?part=progress", headers={"HX-Request": "true"})
+    assert finished["HX-Refresh"] == "true"  # the whole page changes once the work is over
     page = lead_client.get(index.get_absolute_url()).content.decode()
     index.refresh_from_db()
     assert index.url in page and "every 1s" not in page
@@ -179,8 +186,6 @@ def test_reconcile_requeues_an_index_stuck_in_provisioning_with_no_job(
 
 
 def test_a_second_job_for_the_same_index_is_not_queued_while_one_waits(lead, team, django_capture_on_commit_callbacks):
-    import django_rq
-
     with django_capture_on_commit_callbacks(execute=True):
         index = _request(lead, team)
     with django_capture_on_commit_callbacks(execute=True):
