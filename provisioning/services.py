@@ -15,6 +15,7 @@ import io
 import logging
 import re
 import secrets
+import string
 import threading
 from collections.abc import Iterator
 
@@ -422,6 +423,15 @@ def credentials_write(index: PrivateIndex) -> None:
         driver.write_file(spec, SHARE_CONFIG, path, io.BytesIO(data), size=len(data))
 
 
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_password(length: int = 40) -> str:
+    """~238 random bits of letters and digits only: a password starting with "-" would be read as
+    an option by twine and pip (`-p -abc`), and none needs quoting in a shell, URL or INI file."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+
+
 def _username(kind: str, label: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:24] or kind
     return f"{slug}-{secrets.token_hex(3)}"
@@ -436,7 +446,7 @@ def credential_create(
     label = label.strip() or f"{kind} token"
     if not index.is_ready:
         raise ValidationError("Credentials can be created once the index is ready.")
-    password = secrets.token_urlsafe(32)
+    password = new_password()
     credential = IndexCredential.objects.create(
         index=index, label=label[:100], username=_username(kind, label), kind=kind,
         password_hash=_hash_password(password), created_by=actor,

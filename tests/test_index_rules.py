@@ -125,3 +125,11 @@ def test_spec_fits_the_containers_into_the_chosen_size():
     assert sum(c.cpu for c in spec.containers) <= 2.0
     assert sum(c.memory_gb for c in spec.containers) <= 4.0
     assert spec.url == "https://ml-ab12cd.westeurope.azurecontainer.io/simple/"
+
+
+def test_generated_passwords_are_long_and_safe_to_pass_on_any_command_line():
+    from provisioning.services import new_password
+
+    passwords = {new_password() for _ in range(2000)}
+    assert len(passwords) == 2000
+    assert all(len(p) == 40 and p.isalnum() and p.isascii() for p in passwords)
