@@ -593,13 +593,14 @@ class AzureDriver(Driver):
     def restart(self, spec: IndexSpec) -> None:
         """Restart every container of the group (Caddy keeps its certificates on caddy-certs)
         and return once they all run again. Raises DriverError."""
-        names = self._names(spec)
-        doing = f"Restarting container group {names['container_group']}"
-        poller = self._call(
-            doing, self.containers.container_groups.begin_restart, names["resource_group"], names["container_group"]
-        )
-        self._wait(doing, poller)
+        self._group_operation(spec, "Restarting", self.containers.container_groups.begin_restart)
         self._wait_running(spec)
+
+    def _group_operation(self, spec: IndexSpec, verb: str, begin: Callable[..., LROPoller[Any]]) -> None:
+        """Run one long-running operation on the index's container group and wait for it."""
+        names = self._names(spec)
+        doing = f"{verb} container group {names['container_group']}"
+        self._wait(doing, self._call(doing, begin, names["resource_group"], names["container_group"]))
 
     def ensure_running(self, spec: IndexSpec) -> bool:
         """Recreate a missing container group or start a stopped one; True when it had to."""
@@ -610,12 +611,7 @@ class AzureDriver(Driver):
         if group is None or status.state == "failed":
             self._ensure_container_group(spec)
         else:
-            names = self._names(spec)
-            doing = f"Starting container group {names['container_group']}"
-            poller = self._call(
-                doing, self.containers.container_groups.begin_start, names["resource_group"], names["container_group"]
-            )
-            self._wait(doing, poller)
+            self._group_operation(spec, "Starting", self.containers.container_groups.begin_start)
         self._wait_running(spec)
         return True
 
