@@ -39,6 +39,7 @@ from packages_ui.validation import (
     validate_distribution,
 )
 from portal.audit import audit_record
+from portal.queueing import enqueue_after_commit, queue_now
 from provisioning.drivers.base import DriverError, get_driver
 from provisioning.models import IndexState, PrivateIndex, is_portal_admin
 from provisioning.services import index_lock, index_spec, portal_read_credential
@@ -234,7 +235,7 @@ def restart_request(*, index: PrivateIndex) -> None:
         timeout = settings.PACKAGES_RESTART_JOB_TIMEOUT_SECONDS
         if conn.set(_queued_key(index_id), "1", nx=True, ex=timeout * 2):
             sequence = conn.incr(f"packages:restart-seq:{index_id}")
-            django_rq.get_queue(QUEUE).enqueue(
+            queue_now(QUEUE).enqueue(
                 jobs.restart_packages, index_id, job_id=f"packages-restart-{index_id}-{sequence}",
                 job_timeout=timeout, result_ttl=0, failure_ttl=7 * 86400,
             )  # fmt: skip
@@ -393,17 +394,12 @@ def mirror_request(
         )  # fmt: skip
         audit_record(action="packages.mirror_requested", actor=actor, obj=index, request=request,
                      details={"requirements": lines, "python": python_version, "platform": platform})  # fmt: skip
-        run_id = run.pk
+        from packages_ui import jobs
 
-        def enqueue() -> None:
-            from packages_ui import jobs
-
-            django_rq.get_queue(QUEUE).enqueue(
-                jobs.mirror_packages, run_id, job_id=f"packages-mirror-{run_id}",
-                job_timeout=settings.PACKAGES_MIRROR_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 86400,
-            )  # fmt: skip
-
-        transaction.on_commit(enqueue)
+        enqueue_after_commit(
+            QUEUE, jobs.mirror_packages, run.pk, job_id=f"packages-mirror-{run.pk}",
+            job_timeout=settings.PACKAGES_MIRROR_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 86400,
+        )  # fmt: skip
     return run
 
 

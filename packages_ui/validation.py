@@ -249,7 +249,8 @@ def _check_zip(path: Path, name: DistributionName, size: int, limits: Limits) ->
     except zipfile.BadZipFile as exc:
         raise DistributionError(f"The {kind} is not a valid zip archive ({exc}).", code="corrupt") from exc
     except (zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
-        # zlib.error: damaged deflate data; RuntimeError: encrypted entries; others: truncation.
+        # zlib.error: damaged deflate data; RuntimeError: encrypted entries; NotImplementedError:
+        # a compression method zipfile cannot read (pip could not either); the rest: truncation.
         raise DistributionError(f"The {kind} is damaged and cannot be read ({exc}).", code="corrupt") from exc
 
 

@@ -12,12 +12,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from rq.job import JobStatus
 
+from portal.queueing import enqueue_after_commit
 from provisioning.certs import CertificateResult, CertificateStatus, CertificateTarget, inspect_fleet
 from provisioning.drivers.base import Driver, DriverError, IndexStatus, ShareFile, get_driver
 from provisioning.models import CertificateCheck, IndexHealth, IndexState, PrivateIndex
@@ -175,18 +174,6 @@ def index_check_enqueue(*, index: PrivateIndex) -> None:
     """Queue a check of this index once the transaction commits (one queued check per index)."""
     from provisioning import check_jobs
 
-    job_id = f"index-{index.pk}-check"
-    index_id = index.pk
-
-    def enqueue() -> None:
-        # Already after the commit: enqueue now ("auto"), or django-rq's on_db_commit mode would
-        # defer again and a second click could slip in before the first job exists.
-        queue = django_rq.get_queue(QUEUE, commit_mode="auto")
-        existing = queue.fetch_job(job_id)
-        if existing is not None:
-            if existing.get_status(refresh=True) in {JobStatus.QUEUED, JobStatus.STARTED}:
-                return
-            existing.delete()
-        queue.enqueue(check_jobs.check_index, index_id, job_id=job_id, result_ttl=0, failure_ttl=86400)
-
-    transaction.on_commit(enqueue)
+    enqueue_after_commit(
+        QUEUE, check_jobs.check_index, index.pk, job_id=f"index-{index.pk}-check", result_ttl=0, failure_ttl=86400
+    )

@@ -27,9 +27,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from passlib.hash import sha256_crypt
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job
 
 from portal.audit import audit_record
+from portal.queueing import LIVE_JOB_STATES, enqueue_after_commit
 from provisioning.drivers.base import DeployStep, DriverError, get_driver
 from provisioning.models import (
     IndexCredential,
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 Op = ProvisioningStep.Operation
 QUEUE = "provisioning"
 JOB_TIMEOUT = 1800
-LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 PORTAL_USERNAME = "portal-internal"
 
 
@@ -92,20 +92,10 @@ def _enqueue(index: PrivateIndex, operation: str) -> None:
     func = {Op.PROVISION: jobs.provision_index, Op.RESTART: jobs.restart_index, Op.TEARDOWN: jobs.teardown_index}[
         operation
     ]
-    job_id = f"index-{index.pk}-{operation}"
-    index_id = index.pk
-
-    def enqueue() -> None:
-        # Already after the commit: "auto" stops django-rq from deferring it a second time.
-        queue = django_rq.get_queue(QUEUE, commit_mode="auto")
-        existing = queue.fetch_job(job_id)
-        if existing is not None:
-            if existing.get_status(refresh=True) in LIVE_JOB_STATES:
-                return
-            existing.delete()
-        queue.enqueue(func, index_id, job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400)
-
-    transaction.on_commit(enqueue)
+    enqueue_after_commit(
+        QUEUE, func, index.pk, job_id=f"index-{index.pk}-{operation}",
+        job_timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400,
+    )  # fmt: skip
 
 
 def has_live_job(index: PrivateIndex) -> bool:
