@@ -47,7 +47,7 @@ def test_a_local_index_presents_a_valid_certificate_from_caddys_internal_ca(read
 
 @pytest.mark.e2e
 def test_a_stopped_local_index_is_unreachable_with_its_containers_reported(ready_index):
-    get_driver().stop(index_spec(ready_index))
+    get_driver().halt(index_spec(ready_index))
     check = checks.index_check(index=ready_index)
     assert check.status == "unreachable"
     assert "refused" in check.reason

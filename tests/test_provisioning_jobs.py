@@ -167,7 +167,7 @@ def test_restart_and_teardown_run_as_jobs_and_teardown_leaves_nothing(
 def test_reconcile_brings_back_a_ready_index_whose_processes_died(ready_index):
     driver = get_driver()
     spec = services.index_spec(ready_index)
-    driver.stop(spec)
+    driver.halt(spec)
     assert driver.status(spec).state == "stopped"
     assert services.index_reconcile()["revived"] == 1
     assert driver.status(spec).is_running

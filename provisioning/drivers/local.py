@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import time
 import uuid
@@ -183,8 +184,8 @@ class LocalDriver(Driver):
     def _start_servers(self, spec: IndexSpec) -> None:
         for name in ("pypiserver", "pypiserver-publish"):
             self._ensure_process(spec, spec.container(name))
-        self._wait_http(spec.placement.read_port)
-        self._wait_http(spec.placement.publish_port)
+        self._wait_tcp(spec.placement.read_port)
+        self._wait_tcp(spec.placement.publish_port)
 
     def _start_caddy(self, spec: IndexSpec) -> None:
         self._ensure_process(spec, spec.container("caddy"))
@@ -297,9 +298,6 @@ class LocalDriver(Driver):
             time.sleep(0.02)
         raise DriverError(f"Nothing answered on port {port} within {self._timeout():.0f} s.")
 
-    def _wait_http(self, port: int) -> None:
-        self._wait_tcp(port)
-
     def _https_health(self, spec: IndexSpec) -> tuple[int, str]:
         context = ssl.create_default_context(cadata=self.ca_certificate_pem(spec) or None)
         conn = HTTPSConnection("localhost", spec.placement.https_port, context=context, timeout=5)
@@ -327,18 +325,17 @@ class LocalDriver(Driver):
     # --- running indexes
     def restart(self, spec: IndexSpec) -> None:
         self._stop_all(spec)
-        self._create_shares(spec)
-        self._write_config(spec)
-        self._start_servers(spec)
-        self._start_caddy(spec)
-        self._wait_healthy(spec)
+        self._deploy(spec)
 
     def ensure_running(self, spec: IndexSpec) -> bool:
         if all(self._live_pid(spec, c.name) for c in spec.containers):
             return False
+        self._deploy(spec)
+        return True
+
+    def _deploy(self, spec: IndexSpec) -> None:
         for step in self.deploy_steps(spec):
             step.run()
-        return True
 
     def status(self, spec: IndexSpec) -> IndexStatus:
         if not self._dir(spec).exists():
@@ -354,11 +351,8 @@ class LocalDriver(Driver):
         stopped = ", ".join(c.name for c in containers if c.state != "running")
         return IndexStatus(state=state, containers=containers, detail=f"Not running: {stopped}")
 
-    def stop(self, spec: IndexSpec) -> None:
-        """Stop the processes but keep the shares (used when the laptop run shuts down)."""
-        self._stop_all(spec)
-
     def halt(self, spec: IndexSpec) -> None:
+        """Stop the processes, keep the shares (also used when the laptop run shuts down)."""
         self._stop_all(spec)
 
     # --- files
@@ -388,7 +382,8 @@ class LocalDriver(Driver):
         if not isinstance(name, str) or source.tell() != 0:
             return False
         try:
-            if os.stat(name).st_size != size or not os.path.isfile(name):
+            info = os.stat(name)
+            if info.st_size != size or not stat.S_ISREG(info.st_mode):
                 return False
             os.link(name, temp)
         except OSError:  # another file system (EXDEV), or no hard links there: copy instead

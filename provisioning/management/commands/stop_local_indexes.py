@@ -18,6 +18,6 @@ class Command(BaseCommand):
         for index in PrivateIndex.objects.exclude(state__in=[IndexState.DELETED, IndexState.DENIED]).exclude(
             deployment={}
         ):
-            driver.stop(services.index_spec(index))
+            driver.halt(services.index_spec(index))
             stopped += 1
         self.stdout.write(f"Stopped the processes of {stopped} index(es).")
