@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.services import ensure_postgres, ensure_redis, reachable
@@ -27,7 +27,6 @@ class Child:
     name: str
     argv: list[str]
     port: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
 
 
@@ -52,11 +51,16 @@ def base_environment() -> dict[str, str]:
     return env
 
 
+def var_dir(env: dict[str, str]) -> Path:
+    """Where the laptop run keeps its database, index folders and the provider's files."""
+    return Path(env.get("PORTAL_VAR_DIR") or ROOT / "var")
+
+
 def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=check)
 
 
-def sign_in_setup(env: dict[str, str], web_port: int) -> tuple[list[Child], list[str]]:
+def sign_in_setup(env: dict[str, str]) -> tuple[list[Child], list[str]]:
     """Children and instructions for signing in on this machine (the local Entra-shaped provider)."""
     # --- Entra sign-in (issue 4): a configured ENTRA_AUTHORITY (a real tenant) wins.
     if env.get("ENTRA_AUTHORITY"):
@@ -64,7 +68,7 @@ def sign_in_setup(env: dict[str, str], web_port: int) -> tuple[list[Child], list
     from devtools.entra_provider.demo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
 
     port = free_port(int(env.get("ENTRA_PROVIDER_PORT", "8443")))
-    state_dir = Path(env.get("PORTAL_VAR_DIR") or ROOT / "var") / "entra"
+    state_dir = var_dir(env) / "entra"
     env.update(
         ENTRA_TENANT_ID=DEMO_TENANT_ID,
         ENTRA_CLIENT_ID=DEMO_CLIENT_ID,
@@ -88,7 +92,7 @@ def sign_in_setup(env: dict[str, str], web_port: int) -> tuple[list[Child], list
 
 
 def start(child: Child, env: dict[str, str]) -> None:
-    child.process = subprocess.Popen(child.argv, cwd=ROOT, env={**env, **child.env}, start_new_session=True)
+    child.process = subprocess.Popen(child.argv, cwd=ROOT, env=env, start_new_session=True)
 
 
 def stop(children: list[Child]) -> None:
@@ -124,14 +128,14 @@ def main() -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 1
-    Path(env.get("PORTAL_VAR_DIR") or ROOT / "var").mkdir(parents=True, exist_ok=True)
+    var_dir(env).mkdir(parents=True, exist_ok=True)
     if manage(env, "migrate", "--no-input", "-v", "0", check=False).returncode:
         print("error: the database could not be migrated (see above); check DATABASE_URL.", file=sys.stderr)
         return 1
 
     web_port = free_port(int(env.get("PORTAL_PORT", "8000")))
     env.setdefault("PORTAL_BASE_URL", f"http://127.0.0.1:{web_port}")
-    sign_in_children, instructions = sign_in_setup(env, web_port)
+    sign_in_children, instructions = sign_in_setup(env)
     children = [
         *sign_in_children,
         Child("worker", [PYTHON, "manage.py", "rqworker", "provisioning", "packages", "default", "--with-scheduler"]),
