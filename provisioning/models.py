@@ -215,8 +215,13 @@ class PrivateIndex(models.Model):
             return None
         if is_portal_admin(user):
             return Membership.Role.LEAD
-        membership = Membership.objects.filter(user=user, team_id=self.team_id).first()
-        return membership.role if membership else None
+        # Asked several times per page (can_view, can_publish, can_manage): one query per user.
+        cache = self.__dict__.setdefault("_roles", {})
+        if user.pk not in cache:
+            cache[user.pk] = (
+                Membership.objects.filter(user=user, team_id=self.team_id).values_list("role", flat=True).first()
+            )
+        return cache[user.pk]
 
     def _has_role(self, user, role: str) -> bool:
         held = self.role_of(user)

@@ -69,7 +69,7 @@ def index_detail(request: HttpRequest, index_id: int) -> HttpResponse:
     return render(request, "provisioning/index_detail.html", context)
 
 
-def perform_index_action(request: HttpRequest, index: PrivateIndex, service, done: str, **kwargs) -> bool:
+def perform_index_action(request: HttpRequest, index: PrivateIndex, service, done: str, **kwargs) -> None:
     """Call a state-changing service for a POST and report the outcome as a message."""
     try:
         service(index=index, actor=request.user, request=request, **kwargs)
@@ -79,8 +79,6 @@ def perform_index_action(request: HttpRequest, index: PrivateIndex, service, don
         messages.error(request, f"{index.name}: {' '.join(exc.messages)}")
     else:
         messages.success(request, f"{index.name}: {done}")
-        return True
-    return False
 
 
 def _state_change(request: HttpRequest, index_id: int, service, done: str) -> HttpResponse:
@@ -107,8 +105,9 @@ def index_delete(request: HttpRequest, index_id: int) -> HttpResponse:
     index = _managed_index(request, index_id)
     if request.POST.get("confirm_name") != index.name:
         messages.error(request, "Type the index's name to confirm the teardown.")
-        return redirect(index)
-    return _state_change(request, index_id, services.index_delete, "Tearing the index down.")
+    else:
+        perform_index_action(request, index, services.index_delete, "Tearing the index down.")
+    return redirect(index)
 
 
 @login_required
