@@ -35,12 +35,17 @@ def size_resources(size: str) -> tuple[float, float, int]:
     return cpu, memory, shares
 
 
-def size_monthly_cost(size: str, prices: dict | None = None) -> Decimal:
-    prices = prices or settings.PRICE_TABLE
+def size_monthly_cost(size: str) -> Decimal:
+    prices = settings.PRICE_TABLE
     cpu, memory, shares = size_resources(size)
     compute = (cpu * prices["aci_vcpu_second"] + memory * prices["aci_gb_second"]) * SECONDS_PER_MONTH
     storage = shares * prices["file_share_gib_month"]
     return Decimal(str(compute + storage)).quantize(_CENTS, rounding=ROUND_HALF_UP)
+
+
+def size_costs() -> dict[str, Decimal]:
+    """The monthly cost of every offered size, computed once for a page."""
+    return {size: size_monthly_cost(size) for size in settings.INDEX_SIZES}
 
 
 def index_monthly_cost(*, size: str, state: str) -> Decimal:
@@ -49,12 +54,7 @@ def index_monthly_cost(*, size: str, state: str) -> Decimal:
     return size_monthly_cost(size)
 
 
-def cost_expression(prefix: str = "") -> Case:
+def cost_expression() -> Case:
     """A SQL expression for an index's monthly cost (for annotate, order_by and Sum)."""
-    whens = [
-        When(
-            Q(**{f"{prefix}size": size, f"{prefix}state__in": list(BILLED_STATES)}), then=Value(size_monthly_cost(size))
-        )
-        for size in settings.INDEX_SIZES
-    ]
+    whens = [When(Q(size=size, state__in=list(BILLED_STATES)), then=Value(cost)) for size, cost in size_costs().items()]
     return Case(*whens, default=Value(Decimal("0.00")), output_field=DecimalField(max_digits=12, decimal_places=2))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 import django_rq
 from django.apps import apps
@@ -29,7 +30,7 @@ from rq.worker import Worker
 
 from portal.audit import audit_record
 from provisioning.certs import PROBLEM_STATUSES, CertificateStatus
-from provisioning.cost import cost_expression, size_monthly_cost
+from provisioning.cost import cost_expression, size_costs
 from provisioning.models import IndexState, PrivateIndex
 
 logger = logging.getLogger(__name__)
@@ -147,12 +148,24 @@ class TeamTotal:
 
 @dataclass
 class Dashboard:
+    """The page's data. Banner, team totals and approvals are read only when the template uses
+    them, so the htmx table refresh (filter as you type) runs the table's query alone."""
+
     filters: Filters
     page: Page
-    banner: Banner
-    team_totals: list[TeamTotal]
-    awaiting: list[PrivateIndex]
     currency: str = field(default_factory=lambda: settings.PRICE_TABLE["currency"])
+
+    @cached_property
+    def banner(self) -> Banner:
+        return banner()
+
+    @cached_property
+    def team_totals(self) -> list[TeamTotal]:
+        return team_totals()
+
+    @cached_property
+    def awaiting(self) -> list[PrivateIndex]:
+        return awaiting_approval()
 
     @property
     def grand_total(self) -> object:
@@ -195,7 +208,7 @@ def filtered_indexes(filters: Filters) -> QuerySet[PrivateIndex]:
     if filters.team:
         qs = qs.filter(team__slug=filters.team)
     if filters.cert == "problem":
-        qs = qs.filter(health__cert_status__in=list(PROBLEM_STATUSES))
+        qs = qs.filter(_cert_problem())
     elif filters.cert == "unchecked":
         qs = qs.filter(health__isnull=True)
     elif filters.cert:
@@ -223,12 +236,16 @@ def _decorate(index: PrivateIndex) -> PrivateIndex:
     return index
 
 
+def _cert_problem(statuses: set[str] = PROBLEM_STATUSES) -> Q:
+    """A certificate problem worth a warning: only on indexes that should be serving (one that is
+    still provisioning or has failed is unreachable as a matter of course)."""
+    return Q(state__in=SERVING_STATES, health__cert_status__in=list(statuses))
+
+
 def banner() -> Banner:
-    serving = Q(state__in=SERVING_STATES)
-    problems_but_expiring = list(PROBLEM_STATUSES - {CertificateStatus.EXPIRING})
     data = PrivateIndex.objects.exclude(state__in=HIDDEN_BY_DEFAULT).aggregate(
-        expiring=Count("pk", filter=serving & Q(health__cert_status=CertificateStatus.EXPIRING)),
-        failed=Count("pk", filter=serving & Q(health__cert_status__in=problems_but_expiring)),
+        expiring=Count("pk", filter=_cert_problem({CertificateStatus.EXPIRING})),
+        failed=Count("pk", filter=_cert_problem(PROBLEM_STATUSES - {CertificateStatus.EXPIRING})),
         awaiting_approval=Count("pk", filter=Q(state=IndexState.AWAITING_APPROVAL)),
         failed_indexes=Count("pk", filter=Q(state=IndexState.FAILED)),
         total=Count("pk"),
@@ -262,8 +279,9 @@ def awaiting_approval(limit: int = 50) -> list[PrivateIndex]:
     """Requests to decide, oldest first, each with what it will cost once built."""
     qs = PrivateIndex.objects.filter(state=IndexState.AWAITING_APPROVAL).select_related("team", "requested_by")
     indexes = list(qs.order_by("created_at")[:limit])
+    costs = size_costs()
     for index in indexes:
-        index.projected_cost = size_monthly_cost(index.size) if index.size in settings.INDEX_SIZES else None
+        index.projected_cost = costs.get(index.size)
     return indexes
 
 
@@ -271,9 +289,7 @@ def dashboard(filters: Filters) -> Dashboard:
     paginator = Paginator(filtered_indexes(filters), settings.DASHBOARD_PAGE_SIZE)
     page = paginator.get_page(filters.page)
     page.object_list = [_decorate(index) for index in page.object_list]
-    return Dashboard(
-        filters=filters, page=page, banner=banner(), team_totals=team_totals(), awaiting=awaiting_approval()
-    )
+    return Dashboard(filters=filters, page=page)
 
 
 # --- the queue panel (Redis only, no SQL)

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import checks, dashboard, services
-from provisioning.models import CertificateCheck, IndexState, PrivateIndex, is_portal_admin
+from provisioning.models import CertificateCheck, PrivateIndex, is_portal_admin
 from provisioning.views import perform_index_action
 
 TEMPLATE = "provisioning/dashboard.html"
@@ -35,16 +35,20 @@ def portal_admin_required(view: Callable) -> Callable:
     return wrapped
 
 
+def _safe_next(request: HttpRequest) -> str:
+    """The dashboard page an action came from (same-host URLs only), or the dashboard."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return reverse("dashboard")
+
+
 def _back(request: HttpRequest) -> HttpResponse:
-    """Back to the dashboard page the action came from (same-host URLs only)."""
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = reverse("dashboard")
-    return redirect(target)
+    return redirect(_safe_next(request))
 
 
-def _index(index_id: int) -> PrivateIndex:
-    return get_object_or_404(PrivateIndex.objects.select_related("team", "requested_by"), pk=index_id)
+def _index(request: HttpRequest, index_id: int) -> PrivateIndex:
+    return PrivateIndex.objects.visible_or_404(request.user, index_id)
 
 
 @portal_admin_required
@@ -77,22 +81,22 @@ def dashboard_requeue(request: HttpRequest, queue_name: str, job_id: str) -> Htt
 @require_GET
 def dashboard_index(request: HttpRequest, index_id: int) -> HttpResponse:
     """One index's check history (certificate details, files, health) and its admin actions."""
-    index = _index(index_id)
-    history = CertificateCheck.objects.filter(index=index).order_by("-checked_at", "-id")
+    index = _index(request, index_id)
+    history = list(CertificateCheck.objects.filter(index=index).order_by("-checked_at", "-id"))
     return render(request, "provisioning/dashboard_index.html", {"index": index, "history": history})
 
 
 @portal_admin_required
 @require_POST
 def dashboard_check(request: HttpRequest, index_id: int) -> HttpResponse:
-    index = _index(index_id)
+    index = _index(request, index_id)
     checks.index_check_enqueue(index=index)
     messages.success(request, f"A check of {index.name} is queued; refresh in a few seconds.")
     return _back(request)
 
 
 def _action(request: HttpRequest, index_id: int, service: Callable, done: str, **kwargs) -> HttpResponse:
-    perform_index_action(request, _index(index_id), service, done, **kwargs)
+    perform_index_action(request, _index(request, index_id), service, done, **kwargs)
     return _back(request)
 
 
@@ -124,14 +128,14 @@ def dashboard_deny(request: HttpRequest, index_id: int) -> HttpResponse:
 @portal_admin_required
 def dashboard_teardown(request: HttpRequest, index_id: int) -> HttpResponse:
     """GET asks for confirmation (type the index's name); POST tears the index down."""
-    index = _index(index_id)
+    index = _index(request, index_id)
     if request.method == "POST":
         if request.POST.get("confirm_name") == index.name:
-            return _action(request, index_id, services.index_delete, "tearing down.")
+            perform_index_action(request, index, services.index_delete, "tearing down.")
+            return _back(request)
         messages.error(request, "Type the index's name exactly to confirm the teardown.")
-    next_url = request.POST.get("next") or request.GET.get("next") or reverse("dashboard")
     return render(
         request,
         "provisioning/dashboard_teardown.html",
-        {"index": index, "next": next_url, "can_delete": index.state in {IndexState.READY, IndexState.FAILED}},
+        {"index": index, "next": _safe_next(request), "can_delete": index.can_delete},
     )
