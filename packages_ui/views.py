@@ -20,7 +20,6 @@ from packages_ui.models import MirrorRun, PackageFile
 from packages_ui.receiving import HashingUploadHandler, receive_raw_body, received_from_form
 from packages_ui.validation import DistributionError
 from provisioning import services as provisioning_services
-from provisioning.drivers.base import get_driver
 from provisioning.forms import CredentialForm
 from provisioning.models import IndexCredential, PrivateIndex, is_portal_admin
 from provisioning.snippets import client_snippets
@@ -215,7 +214,7 @@ def tokens(request: HttpRequest, index_id: int) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            has_ca = get_driver().ca_certificate_pem(provisioning_services.index_spec(index)) is not None
+            has_ca = provisioning_services.index_ca_pem(index) is not None
             ca_file = f"{index.name}-ca.pem" if has_ca else None
             context.update(
                 new_credential=credential,

@@ -5,15 +5,14 @@ from __future__ import annotations
 import datetime
 
 from django import forms
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from portal.models import AuditEvent
-from provisioning.models import is_portal_admin
+from provisioning.models import portal_admin_required
 
 PAGE_SIZE = 50
 
@@ -46,17 +45,15 @@ class AuditFilterForm(forms.Form):
         return events
 
 
-@login_required
+@portal_admin_required  # the page's existence is not advertised to non-admins
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
-    if not is_portal_admin(request.user):
-        raise Http404  # the page's existence is not advertised to non-admins
     form = AuditFilterForm(request.GET or None)
     events = AuditEvent.objects.select_related("actor")
-    if form.is_bound and form.is_valid():
+    if form.is_valid():
         events = form.filter(events)
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    template = "portal/audit.html#table" if getattr(request, "htmx", False) else "portal/audit.html"
+    template = "portal/audit.html#table" if request.htmx else "portal/audit.html"
     return render(request, template, {"form": form, "page": page, "query": query.urlencode()})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -40,6 +42,21 @@ def is_portal_admin(user) -> bool:
         cached = user.groups.filter(name=ADMIN_GROUP).exists()
         user._portal_admin = cached
     return cached
+
+
+def portal_admin_required(view: Callable) -> Callable:
+    """For admin-only views: sign-in first, then 404 for everyone who is not a portal admin."""
+    from django.contrib.auth.decorators import login_required
+    from django.http import Http404
+
+    @login_required
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not is_portal_admin(request.user):
+            raise Http404("Not found")
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 class Team(models.Model):

@@ -78,6 +78,11 @@ def index_spec(index: PrivateIndex) -> IndexSpec:
     )
 
 
+def index_ca_pem(index: PrivateIndex) -> str | None:
+    """The CA certificate clients must trust for this index, or None (public CA, or not built)."""
+    return get_driver().ca_certificate_pem(index_spec(index)) if index.deployment else None
+
+
 # --- jobs and locks
 
 

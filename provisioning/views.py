@@ -10,7 +10,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import services
-from provisioning.drivers.base import get_driver
 from provisioning.forms import IndexRequestForm
 from provisioning.models import InvalidTransition, PrivateIndex, teams_led_by
 
@@ -114,7 +113,7 @@ def index_delete(request: HttpRequest, index_id: int) -> HttpResponse:
 @require_GET
 def index_ca_certificate(request: HttpRequest, index_id: int) -> HttpResponse:
     index = _visible_index(request, index_id)
-    pem = get_driver().ca_certificate_pem(services.index_spec(index)) if index.deployment else None
+    pem = services.index_ca_pem(index)
     if not pem:
         raise Http404("This index uses a publicly trusted certificate, or has none yet.")
     response = HttpResponse(pem, content_type="application/x-pem-file")

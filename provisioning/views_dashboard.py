@@ -6,33 +6,20 @@ is not advertised), an anonymous visitor is sent to sign in.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import checks, dashboard, services
-from provisioning.models import CertificateCheck, PrivateIndex, is_portal_admin
+from provisioning.models import CertificateCheck, PrivateIndex, portal_admin_required
 from provisioning.views import perform_index_action
 
 TEMPLATE = "provisioning/dashboard.html"
-
-
-def portal_admin_required(view: Callable) -> Callable:
-    @login_required
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not is_portal_admin(request.user):
-            raise Http404("Not found")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _safe_next(request: HttpRequest) -> str:

@@ -11,7 +11,6 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from provisioning import services
-from provisioning.drivers.base import get_driver
 from provisioning.management.commands._wait import wait_for_index
 from provisioning.models import IndexCredential, IndexState, Team
 
@@ -53,7 +52,7 @@ class Command(BaseCommand):
             )
         result: dict = {"name": index.name, "id": index.pk, "url": index.url, "state": index.state}
         if options["json"]:
-            pem = get_driver().ca_certificate_pem(services.index_spec(index))
+            pem = services.index_ca_pem(index)
             if pem:
                 ca_path = Path(options["ca_dir"]) / f"{index.name}-ca.pem"
                 ca_path.parent.mkdir(parents=True, exist_ok=True)
