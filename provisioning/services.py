@@ -11,7 +11,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import io
 import logging
 import re
 import secrets
@@ -409,13 +408,7 @@ def credentials_write(index: PrivateIndex) -> None:
     spec = index_spec(index)
     driver = get_driver()
     for path, text in htpasswd_files(index).items():
-        data = text.encode()
-        try:
-            if b"".join(driver.read_file(spec, SHARE_CONFIG, path)) == data:
-                continue
-        except DriverError:
-            pass  # missing or unreadable: write it
-        driver.write_file(spec, SHARE_CONFIG, path, io.BytesIO(data), size=len(data))
+        driver.write_if_changed(spec, SHARE_CONFIG, path, text.encode())
 
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits

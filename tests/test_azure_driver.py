@@ -461,3 +461,17 @@ def test_a_long_running_operation_that_never_ends_times_out_transiently(azure_em
     azure_emulator.reset()  # the abandoned poller's next poll gets a 404 and its thread ends
 
     assert not error.value.permanent
+
+
+@pytest.mark.parametrize("path", ["../evil.whl", "a/../../evil.whl", "/abs.whl", "dir\\evil.whl", ""])
+def test_paths_that_could_leave_a_share_are_refused_before_any_request(azure_emulator, driver, spec, path):
+    azure_emulator.clear_log()
+    for call in (
+        lambda: driver.write_file(spec, SHARE_PACKAGES, path, io.BytesIO(b"x"), size=1),
+        lambda: driver.read_file(spec, SHARE_PACKAGES, path),
+        lambda: driver.delete_file(spec, SHARE_PACKAGES, path),
+    ):
+        with pytest.raises(DriverError) as error:
+            call()
+        assert error.value.permanent
+    assert azure_emulator.requests() == []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import logging
 import re
 import threading
 import time
@@ -48,7 +47,15 @@ from azure.mgmt.storage.models import (
 from azure.storage.fileshare import ShareClient, ShareServiceClient
 from django.conf import settings
 
-from provisioning.drivers.base import ContainerStatus, DeployStep, Driver, DriverError, IndexStatus, ShareFile
+from provisioning.drivers.base import (
+    ContainerStatus,
+    DeployStep,
+    Driver,
+    DriverError,
+    IndexStatus,
+    ShareFile,
+    check_share_path,
+)
 from provisioning.spec import (
     AZURE_HTTP_PORT,
     AZURE_HTTPS_PORT,
@@ -61,8 +68,6 @@ from provisioning.spec import (
     IndexSpec,
     Placement,
 )
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ARM_SCOPE = "https://management.azure.com/.default"
@@ -117,16 +122,14 @@ def _memory_gb(value: float) -> float:
 def _azure_message(exc: BaseException) -> str:
     """The Azure error code and message, without the SDK's repetition and request ids."""
     if isinstance(exc, HttpResponseError):
-        error = getattr(exc, "error", None)
-        code = getattr(error, "code", None) or getattr(exc, "error_code", None)
-        message = getattr(error, "message", None)
+        code = _error_code(exc)
+        message = getattr(getattr(exc, "error", None), "message", None)
         if not message:
             message = (exc.message or str(exc)).strip()
             message = re.sub(r"^\(\w+\)\s*", "", message)
             message = message.split("\nRequestId:")[0].split("\nCode:")[0].strip()
         if message.startswith("Operation returned an invalid status"):
             message = f"HTTP {exc.status_code} {exc.reason or ''}".strip()
-        code = str(code) if code else ""
         return f"{code}: {message}" if code and code not in message else message
     text = str(exc).strip() or exc.__class__.__name__
     return text.splitlines()[0]
@@ -150,13 +153,8 @@ def to_driver_error(exc: BaseException, doing: str) -> DriverError:
         # A refused token (wrong secret, missing role assignment) needs an operator, not a retry.
         return DriverError(message, permanent=True)
     if isinstance(exc, HttpResponseError):
-        code = _error_code(exc)
-        status = exc.status_code or 0
-        if code in PERMANENT_CODES:
-            return DriverError(message, permanent=True)
-        if status in TRANSIENT_STATUSES or status == 0:
-            return DriverError(message, permanent=False)
-        return DriverError(message, permanent=status in {400, 401, 403, 404, 413})
+        permanent = _error_code(exc) in PERMANENT_CODES or exc.status_code in {400, 401, 403, 404, 413}
+        return DriverError(message, permanent=permanent)
     return DriverError(message, permanent=False)
 
 
@@ -171,8 +169,6 @@ class AzureDriver(Driver):
         self._clients: dict[str, Any] = {}
         # account name -> (fetched at, key, service client); memory only, never persisted.
         self._accounts: dict[str, tuple[float, str, ShareServiceClient]] = {}
-        # container group name -> (seen at, group) just returned by a create: saves one GET.
-        self._fresh_groups: dict[str, tuple[float, aci.ContainerGroup]] = {}
 
     # --- clients
     def _verify(self) -> str | bool:
@@ -232,8 +228,6 @@ class AzureDriver(Driver):
     def _call(self, doing: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
-        except DriverError:
-            raise
         except AzureError as exc:
             raise to_driver_error(exc, doing) from exc
 
@@ -295,6 +289,8 @@ class AzureDriver(Driver):
     # --- steps
     def deploy_steps(self, spec: IndexSpec) -> list[DeployStep]:
         names = self._names(spec)
+        # The group the create step's final GET returned: the wait step's first look needs no request.
+        created: dict[str, aci.ContainerGroup] = {}
         return [
             DeployStep(
                 "resource_group", f"Resource group {names['resource_group']}", lambda: self._ensure_resource_group(spec)
@@ -313,9 +309,15 @@ class AzureDriver(Driver):
             DeployStep(
                 "container_group",
                 f"Container group {names['container_group']}",
-                lambda: self._ensure_container_group(spec),
+                lambda: created.update(group=self._ensure_container_group(spec)),
             ),
-            DeployStep("running", "Wait until the containers run", lambda: self._wait_running(spec)),
+            # A live condition: checked again on every attempt (see DeployStep).
+            DeployStep(
+                "running",
+                "Wait until the containers run",
+                lambda: self._wait_running(spec, created.pop("group", None)),
+                rerun=True,
+            ),
         ]
 
     def teardown_steps(self, spec: IndexSpec) -> list[DeployStep]:
@@ -415,15 +417,9 @@ class AzureDriver(Driver):
     def _write_config(self, spec: IndexSpec) -> None:
         """The Caddyfile (rewritten only when it differs) and empty htpasswd files when there
         are none yet: credentials already written by the portal are never overwritten."""
-        caddyfile = spec.caddyfile.encode()
+        self.write_if_changed(spec, SHARE_CONFIG, CADDYFILE_PATH, spec.caddyfile.encode())
 
         def write(share: ShareClient) -> None:
-            try:
-                current = share.get_file_client(CADDYFILE_PATH).download_file().readall()
-            except ResourceNotFoundError:
-                current = None
-            if current != caddyfile:
-                self._upload(share, CADDYFILE_PATH, io.BytesIO(caddyfile), len(caddyfile))
             for path in (READ_HTPASSWD_PATH, PUBLISH_HTPASSWD_PATH):
                 try:
                     share.get_file_client(path).get_file_properties()
@@ -480,7 +476,7 @@ class AzureDriver(Driver):
             volumes=volumes,
         )
 
-    def _ensure_container_group(self, spec: IndexSpec) -> None:
+    def _ensure_container_group(self, spec: IndexSpec) -> aci.ContainerGroup:
         names = self._names(spec)
         doing = f"Creating container group {names['container_group']}"
         group = self.container_group_model(spec, self._account_key(spec))
@@ -495,8 +491,7 @@ class AzureDriver(Driver):
         state = str(getattr(result, "provisioning_state", "") or "")
         if state.lower() == "failed":
             raise DriverError(f"{doing}: {self._failure_detail(result) or 'the deployment failed.'}", permanent=True)
-        with self._lock:  # the LRO's final GET: the next step's first look needs no request
-            self._fresh_groups[names["container_group"]] = (time.monotonic(), result)
+        return result
 
     def _get_group(self, spec: IndexSpec) -> aci.ContainerGroup | None:
         names = self._names(spec)
@@ -507,14 +502,11 @@ class AzureDriver(Driver):
         except AzureError as exc:
             raise to_driver_error(exc, f"Reading container group {names['container_group']}") from exc
 
-    def _wait_running(self, spec: IndexSpec) -> None:
-        """Until the group and every container run (or fail: then permanently, with Azure's events)."""
+    def _wait_running(self, spec: IndexSpec, group: aci.ContainerGroup | None = None) -> None:
+        """Until the group and every container run (or fail: then permanently, with Azure's events).
+        `group`, when given, is a state just read, used for the first look."""
         names = self._names(spec)
         deadline = time.monotonic() + settings.AZURE_LRO_TIMEOUT_SECONDS
-        with self._lock:
-            seen_at, group = self._fresh_groups.pop(names["container_group"], (0.0, None))
-        if time.monotonic() - seen_at > 5:
-            group = None
         while True:
             status = self._status_of(group or self._get_group(spec))
             group = None
@@ -547,8 +539,7 @@ class AzureDriver(Driver):
     def _delete_storage_account(self, spec: IndexSpec) -> None:
         names = self._names(spec)
         account = names["storage_account"]
-        with self._lock:
-            self._accounts.pop(account, None)
+        self._forget_key(spec)
         try:
             self.storage.storage_accounts.delete(names["resource_group"], account)
         except ResourceNotFoundError:
@@ -608,11 +599,12 @@ class AzureDriver(Driver):
         status = self._status_of(group)
         if status.is_running or status.state == "starting":
             return False
-        if group is None or status.state == "failed":
-            self._ensure_container_group(spec)
+        group = None
+        if status.state in ("missing", "failed"):
+            group = self._ensure_container_group(spec)
         else:
             self._group_operation(spec, "Starting", self.containers.container_groups.begin_start)
-        self._wait_running(spec)
+        self._wait_running(spec, group)
         return True
 
     def status(self, spec: IndexSpec) -> IndexStatus:
@@ -753,12 +745,18 @@ class AzureDriver(Driver):
 
     def write_file(self, spec: IndexSpec, share: str, path: str, source: IO[bytes], *, size: int) -> None:
         """Stream `size` bytes into share/path via a temporary name and a rename. Raises DriverError."""
-        path = path.strip("/")
-        self._file_call(spec, f"Writing {share}/{path}", lambda s: self._upload(s, path, source, size), share)
+        check_share_path(share, path)
+        start = source.tell()
+
+        def upload(client: ShareClient) -> None:
+            source.seek(start)  # a retry (rotated key) starts again from the first byte
+            self._upload(client, path, source, size)
+
+        self._file_call(spec, f"Writing {share}/{path}", upload, share)
 
     def read_file(self, spec: IndexSpec, share: str, path: str) -> Iterator[bytes]:
         """The file's bytes in chunks; DriverError(permanent=True) when it does not exist."""
-        path = path.strip("/")
+        check_share_path(share, path)
         doing = f"Reading {share}/{path}"
         downloader = self._file_call(
             spec,
@@ -806,7 +804,7 @@ class AzureDriver(Driver):
 
     def delete_file(self, spec: IndexSpec, share: str, path: str) -> None:
         """Delete one file; a file that is already gone is fine."""
-        path = path.strip("/")
+        check_share_path(share, path)
 
         def delete(client: ShareClient) -> None:
             with contextlib.suppress(ResourceNotFoundError):

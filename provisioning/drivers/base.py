@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import abc
 import functools
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import IO
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from provisioning.spec import IndexSpec, Placement
+from provisioning.spec import SHARE_CERTS, SHARE_CONFIG, SHARE_PACKAGES, IndexSpec, Placement
 
 
 class DriverError(Exception):
@@ -32,6 +34,17 @@ class DriverError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def check_share_path(share: str, path: str) -> tuple[str, ...]:
+    """The parts of a relative "/"-separated path in one of the three shares. Raises
+    DriverError(permanent=True) for an unknown share or a path that could leave it."""
+    if share not in {SHARE_CERTS, SHARE_CONFIG, SHARE_PACKAGES}:
+        raise DriverError(f"Unknown share {share!r}.", permanent=True)
+    parts = PurePosixPath(path).parts
+    if not parts or path.startswith("/") or any(p in {"..", "."} or "\\" in p for p in parts):
+        raise DriverError(f"Invalid path {path!r}.", permanent=True)
+    return parts
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,19 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def delete_file(self, spec: IndexSpec, share: str, path: str) -> None:
         """Delete one file; deleting a file that is already gone is not an error."""
+
+    def write_if_changed(self, spec: IndexSpec, share: str, path: str, data: bytes) -> bool:
+        """Write `data` unless the file already holds exactly that; True when it wrote.
+        Keeps retries from rewriting configuration and credential files."""
+        try:
+            if b"".join(self.read_file(spec, share, path)) == data:
+                return False
+        except DriverError as exc:
+            if not exc.permanent:  # Azure did not answer: the write would fail the same way
+                raise
+            # missing: write it
+        self.write_file(spec, share, path, io.BytesIO(data), size=len(data))
+        return True
 
     def halt(self, spec: IndexSpec) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Stop whatever still runs for an index whose provisioning failed, keeping its data so a

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.client import HTTPSConnection
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO
 
 from django.conf import settings
@@ -37,6 +37,7 @@ from provisioning.drivers.base import (
     DriverError,
     IndexStatus,
     ShareFile,
+    check_share_path,
 )
 from provisioning.spec import (
     CADDYFILE_PATH,
@@ -44,7 +45,6 @@ from provisioning.spec import (
     READ_HTPASSWD_PATH,
     SHARE_CERTS,
     SHARE_CONFIG,
-    SHARE_PACKAGES,
     ContainerSpec,
     IndexSpec,
     Placement,
@@ -100,15 +100,10 @@ class LocalDriver(Driver):
         return self.index_dir(spec.index_id, spec.name)
 
     def share_dir(self, spec: IndexSpec, share: str) -> Path:
-        if share not in {SHARE_CERTS, SHARE_CONFIG, SHARE_PACKAGES}:
-            raise DriverError(f"Unknown share {share!r}.", permanent=True)
         return self._dir(spec) / "shares" / share
 
     def _share_path(self, spec: IndexSpec, share: str, path: str) -> Path:
-        parts = PurePosixPath(path).parts
-        if not parts or path.startswith("/") or any(p in {"..", "."} or "\\" in p for p in parts):
-            raise DriverError(f"Invalid path {path!r}.", permanent=True)
-        return self.share_dir(spec, share).joinpath(*parts)
+        return self.share_dir(spec, share).joinpath(*check_share_path(share, path))
 
     # --- placement
     def reserve(self, *, index_id: int, name: str, previous: dict | None) -> Placement:
