@@ -296,12 +296,12 @@ def inspect_certificate(
         return result(CertificateStatus.UNREACHABLE, f"No TLS handshake within {timeout:g} s (the server stalled).")
     except TimeoutError:
         return result(CertificateStatus.UNREACHABLE, f"No TCP connection within {timeout:g} s.")
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError):  # before SSLError: EOF is one
+        return result(CertificateStatus.NO_TLS, "The server closed the connection during the TLS handshake.")
     except ssl.SSLError as exc:
         return result(*_describe_tls_error(exc))
     except ConnectionRefusedError:
         return result(CertificateStatus.UNREACHABLE, f"Connection to {host}:{port} refused.")
-    except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError):
-        return result(CertificateStatus.NO_TLS, "The server closed the connection during the TLS handshake.")
     except socket.gaierror as exc:
         return result(CertificateStatus.UNREACHABLE, f"The host name {host} does not resolve ({exc.strerror}).")
     except OSError as exc:
@@ -328,7 +328,7 @@ def inspect_certificate(
         trusted, trust_reason = False, exc.verify_message or str(exc)
     except (_Timeout, TimeoutError):
         trusted, trust_reason = None, f"The verifying handshake did not finish within {timeout:g} s."
-    except (ssl.SSLError, OSError) as exc:
+    except OSError as exc:  # ssl.SSLError is an OSError
         trusted, trust_reason = None, f"The verifying handshake failed ({exc})."
 
     fields = {"trusted": trusted, "hostname_match": matches, "certificate": info, "days_left": days_left}

@@ -93,17 +93,18 @@ def _record(
         check.issuer, check.subject, check.sans = cert.issuer, cert.subject, cert.sans
         check.not_before, check.not_after, check.key_type = cert.not_before, cert.not_after, cert.key_type
         check.serial, check.sha256 = cert.serial[:64], cert.sha256
-    if facts is not None and spec is not None:
+    if facts is not None:
         status = facts.status
         check.container_state = status.state
-        check.containers = [c.__dict__ for c in status.containers]
+        check.containers = status.as_dict()["containers"]
         check.restart_count = sum(c.restart_count for c in status.containers)
         events = [f"{c.name}: {c.last_event}" for c in status.containers if c.last_event]
         check.last_event = (status.detail or "; ".join(events))[:2000]
         if facts.certificate_files is not None:
             check.certificate_files = facts.certificate_files
+            # Caddy keeps each certificate in a folder named for its host: match the whole segment.
             check.certificates_persisted = any(
-                spec.hostname in path and path.endswith(".crt") for path in facts.certificate_files
+                f"/{spec.hostname}/" in f"/{path}" and path.endswith(".crt") for path in facts.certificate_files
             )
         if facts.packages is not None:
             check.package_count = len(facts.packages)
@@ -175,5 +176,11 @@ def index_check_enqueue(*, index: PrivateIndex) -> None:
     from provisioning import check_jobs
 
     enqueue_after_commit(
-        QUEUE, check_jobs.check_index, index.pk, job_id=f"index-{index.pk}-check", result_ttl=0, failure_ttl=86400
+        QUEUE,
+        check_jobs.check_index,
+        index.pk,
+        job_id=f"index-{index.pk}-check",
+        job_timeout=check_jobs.CHECK_JOB_TIMEOUT,
+        result_ttl=0,
+        failure_ttl=86400,
     )

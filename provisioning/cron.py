@@ -11,13 +11,13 @@ from __future__ import annotations
 from django.conf import settings
 from rq import cron
 
-from provisioning import check_jobs, jobs
+from provisioning import check_jobs, checks, jobs
 
 cron.register(
     check_jobs.check_fleet,
-    queue_name="default",
+    queue_name=checks.QUEUE,
     cron=settings.CERT_CHECK_CRON,
-    job_timeout=check_jobs._fleet_timeout(),
+    job_timeout=check_jobs.fleet_job_timeout(),
     result_ttl=86400,
     name="certificate-fleet-check",
 )

@@ -225,6 +225,11 @@ class PrivateIndex(models.Model):
     def can_delete(self) -> bool:
         return self.state in {IndexState.READY, IndexState.FAILED}
 
+    @property
+    def accepts_packages(self) -> bool:
+        """Uploads and mirror runs are accepted; a restart in progress picks them up next."""
+        return self.state in {IndexState.READY, IndexState.RESTARTING}
+
     # --- who may do what
     def role_of(self, user) -> str | None:
         """The user's role on this index's team ('lead' for admins), or None."""

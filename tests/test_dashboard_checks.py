@@ -104,3 +104,29 @@ def test_the_cron_config_schedules_the_fleet_check_and_the_reconcile_once_each(s
         ("provisioning.check_jobs.check_fleet", "default", "*/30 * * * *"),
         ("provisioning.jobs.reconcile_indexes", "provisioning", "*/5 * * * *"),
     ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "persisted"),
+    [
+        ("caddy/certificates/local/localhost/localhost.crt", True),
+        ("caddy/certificates/local/notlocalhost/notlocalhost.crt", False),  # another host's folder
+        ("caddy/certificates/local/localhost/localhost.key", False),
+    ],
+)
+def test_certificates_count_as_persisted_only_in_the_index_hosts_own_folder(team, lead, path, persisted):
+    from django.utils import timezone
+
+    from provisioning.certs import CertificateResult, CertificateStatus
+    from provisioning.drivers.base import IndexStatus
+    from provisioning.spec import Placement
+
+    placement = Placement(hostname="localhost", https_port=1, http_port=2, read_port=3, publish_port=4, tls="internal")
+    index = PrivateIndex.objects.create(name="persist", team=team, requested_by=lead, deployment=placement.as_dict())
+    result = CertificateResult(
+        host="localhost", port=1, server_name="localhost", status=CertificateStatus.VALID, reason="",
+        checked_at=timezone.now(), elapsed_ms=1,
+    )  # fmt: skip
+    facts = checks.DriverFacts(status=IndexStatus(state="running"), certificate_files=[path], packages=None)
+    assert checks._record(index, index_spec(index), result, facts).certificates_persisted is persisted
