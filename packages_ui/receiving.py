@@ -18,13 +18,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
-from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import HttpRequest, UnreadablePostError
 from django.template.defaultfilters import filesizeformat
 
-from packages_ui.validation import DistributionError
+from packages_ui.validation import CHUNK_SIZE, DistributionError
 
-CHUNK_SIZE = 1024 * 1024
 logger = logging.getLogger(__name__)
 
 
@@ -34,11 +33,10 @@ class ReceivedFile:
 
     path: Path
     filename: str
-    size: int
     sha256: str | None = None
 
 
-def _too_large() -> DistributionError:
+def too_large_error() -> DistributionError:
     return DistributionError(
         f"The file is larger than the limit of {filesizeformat(settings.PACKAGES_MAX_UPLOAD_BYTES)}.",
         code="too-large",
@@ -83,7 +81,7 @@ def receive_raw_body(request: HttpRequest, filename: str) -> Iterator[ReceivedFi
     except ValueError:
         expected = -1
     if expected > settings.PACKAGES_MAX_UPLOAD_BYTES:
-        raise _too_large()
+        raise too_large_error()
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - removed in the finally below
         prefix="portal-upload-", suffix=".part", dir=settings.FILE_UPLOAD_TEMP_DIR, delete=False
     )
@@ -97,7 +95,7 @@ def receive_raw_body(request: HttpRequest, filename: str) -> Iterator[ReceivedFi
                 while chunk := request.read(CHUNK_SIZE):
                     size += len(chunk)
                     if size > settings.PACKAGES_MAX_UPLOAD_BYTES:
-                        raise _too_large()
+                        raise too_large_error()
                     digest.update(chunk)
                     handle.write(chunk)
             except (OSError, UnreadablePostError):
@@ -109,7 +107,7 @@ def receive_raw_body(request: HttpRequest, filename: str) -> Iterator[ReceivedFi
             )
         sha256 = digest.hexdigest()
         logger.info("Received %r: %d bytes in %.2f s.", filename, size, time.perf_counter() - started)
-        yield ReceivedFile(path=path, filename=filename, size=size, sha256=sha256)
+        yield ReceivedFile(path=path, filename=filename, sha256=sha256)
     finally:
         digest.close()
         path.unlink(missing_ok=True)
@@ -117,22 +115,36 @@ def receive_raw_body(request: HttpRequest, filename: str) -> Iterator[ReceivedFi
 
 class HashingUploadHandler(TemporaryFileUploadHandler):
     """Django's temporary-file handler that also hashes each file and stops at the size limit,
-    so the form path has the same guarantees as the raw-body path."""
+    so the form path has the same guarantees as the raw-body path.
+
+    A file over the limit is dropped (its temporary file deleted, the rest of its bytes
+    skipped) and its name recorded in `too_large`; the files after it are still received."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.too_large: list[str] = []
 
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
         self.digest = hashlib.sha256()
         self.received = 0
+        self.skipping = False
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        if self.skipping:
+            return None
         self.received += len(raw_data)
         if self.received > settings.PACKAGES_MAX_UPLOAD_BYTES:
-            # The partial temporary file is closed (and so deleted) by Django's cleanup.
-            raise StopUpload(connection_reset=True)
+            self.skipping = True
+            self.too_large.append(self.file_name or "")
+            self.file.close()  # a TemporaryUploadedFile: closing deletes it
+            return None
         self.digest.update(raw_data)
         return super().receive_data_chunk(raw_data, start)
 
-    def file_complete(self, file_size: int) -> TemporaryUploadedFile:
+    def file_complete(self, file_size: int) -> TemporaryUploadedFile | None:
+        if self.skipping:
+            return None  # not added to request.FILES; reported through `too_large`
         uploaded = super().file_complete(file_size)
         uploaded.sha256 = self.digest.hexdigest()
         return uploaded
@@ -144,8 +156,6 @@ def received_from_form(uploaded: TemporaryUploadedFile) -> Iterator[ReceivedFile
     try:
         path = Path(uploaded.temporary_file_path())
         # Django has already reduced the name to its last path component.
-        yield ReceivedFile(
-            path=path, filename=uploaded.name or "", size=uploaded.size, sha256=getattr(uploaded, "sha256", None)
-        )
+        yield ReceivedFile(path=path, filename=uploaded.name or "", sha256=getattr(uploaded, "sha256", None))
     finally:
         uploaded.close()

@@ -9,10 +9,10 @@ with the portal's internal read token, that every new file is served.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,14 +34,16 @@ from packages_ui.models import MirrorRun, PackageFile
 from packages_ui.receiving import ReceivedFile
 from packages_ui.validation import (
     DistributionError,
+    DistributionName,
     file_sha256,
     parse_distribution_filename,
+    sha256_of_chunks,
     validate_distribution,
 )
 from portal.audit import audit_record
 from portal.queueing import enqueue_after_commit, queue_now
 from provisioning.drivers.base import DriverError, get_driver
-from provisioning.models import IndexState, PrivateIndex, is_portal_admin
+from provisioning.models import IndexState, PrivateIndex, ProvisioningStep, is_portal_admin
 from provisioning.services import index_lock, index_spec, portal_read_credential
 from provisioning.spec import SHARE_PACKAGES
 
@@ -82,11 +84,6 @@ def _file_lock(index_id: int, filename: str):
     return _redis().lock(f"lock:package:{index_id}:{filename}", timeout=3600, blocking_timeout=5)
 
 
-def share_path(filename: str) -> str:
-    """Where a distribution lives on the package share: flat, as pypiserver expects."""
-    return filename
-
-
 # --- storing and deleting
 
 
@@ -103,29 +100,27 @@ def package_store(
     """Validate the received file and write it to the index's package share, then record it.
     Raises DistributionError (with a message for the uploader) and writes nothing when the file
     is invalid or already present. Only a portal admin may overwrite an existing file."""
-    if not index.is_ready and index.state != IndexState.RESTARTING:
+    if not index.accepts_packages:
         raise DistributionError("The index is not ready; try again once it is.", code="index")
+    overwrite = overwrite and actor is not None and is_portal_admin(actor)
+    # Cheap refusal before reading the whole archive; re-checked under the lock below.
+    if not overwrite and PackageFile.objects.filter(index=index, filename=received.filename).exists():
+        raise _duplicate_error(received.filename)
     started = time.perf_counter()
     checked = validate_distribution(received.path, received.filename, sha256=received.sha256)
     validated = time.perf_counter()
-    overwrite = overwrite and actor is not None and is_portal_admin(actor)
     lock = _file_lock(index.pk, checked.filename)
     if not lock.acquire():
         raise DistributionError(f"{checked.filename} is being uploaded by someone else right now.", code="duplicate")
     try:
         existing = PackageFile.objects.filter(index=index, filename=checked.filename).first()
         if existing is not None and not overwrite:
-            raise DistributionError(
-                f"{checked.filename} already exists on this index. Versions are immutable: "
-                "publish a new version instead.",
-                code="duplicate",
-            )
+            raise _duplicate_error(checked.filename)
         spec = index_spec(index)
         try:
             with open(received.path, "rb") as source_file:
-                get_driver().write_file(
-                    spec, SHARE_PACKAGES, share_path(checked.filename), source_file, size=checked.size
-                )
+                # Flat on the share, as pypiserver expects.
+                get_driver().write_file(spec, SHARE_PACKAGES, checked.filename, source_file, size=checked.size)
         except DriverError as exc:
             raise DistributionError(
                 f"The file could not be written to the index: {exc.message}", code="storage"
@@ -140,9 +135,7 @@ def package_store(
                 "size": checked.size, "sha256": checked.sha256, "uploaded_by": actor,
                 "uploaded_at": timezone.now(), "source": source, "state": PackageFile.State.STORED, "live_at": None,
             }  # fmt: skip
-            package, _created = PackageFile.objects.update_or_create(
-                index=index, filename=checked.filename, defaults=fields
-            )
+            package = PackageFile.objects.update_or_create(index=index, filename=checked.filename, defaults=fields)[0]
             audit_record(
                 action="package.overwritten" if existing else "package.stored", actor=actor, obj=index,
                 request=request, details={"filename": checked.filename, "sha256": checked.sha256, "source": source},
@@ -155,11 +148,20 @@ def package_store(
     return package
 
 
-def package_delete(*, package: PackageFile, actor, request: HttpRequest | None = None) -> None:
-    """Remove the file from the share and its record; the next restart stops serving it."""
-    index = package.index
+def _duplicate_error(filename: str) -> DistributionError:
+    return DistributionError(
+        f"{filename} already exists on this index. Versions are immutable: publish a new version instead.",
+        code="duplicate",
+    )
+
+
+def package_delete(*, index: PrivateIndex, package: PackageFile, actor, request: HttpRequest | None = None) -> None:
+    """Remove the file from the share and its record; the next restart stops serving it.
+    Raises ValidationError when the share cannot be changed."""
+    if package.index_id != index.pk:
+        raise ValueError(f"{package.filename} is not on {index.name}.")
     try:
-        get_driver().delete_file(index_spec(index), SHARE_PACKAGES, share_path(package.filename))
+        get_driver().delete_file(index_spec(index), SHARE_PACKAGES, package.filename)
     except DriverError as exc:
         raise ValidationError(f"The file could not be deleted: {exc.message}") from exc
     with transaction.atomic():
@@ -171,41 +173,51 @@ def package_delete(*, package: PackageFile, actor, request: HttpRequest | None =
 
 def packages_resync(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> dict[str, list[str]]:
     """Make the records match the share: add rows for files found there, drop rows whose file
-    is gone, re-hash files whose size changed. Files that are not distributions are reported."""
+    is gone, re-hash files whose size changed. Files that are not distributions are reported.
+    Raises ValidationError when the share cannot be read."""
     spec = index_spec(index)
     driver = get_driver()
-    on_share = {f.path: f for f in driver.list_files(spec, SHARE_PACKAGES)}
     rows = {p.filename: p for p in index.package_files.all()}
     report: dict[str, list[str]] = {"added": [], "removed": [], "updated": [], "ignored": []}
-
-    def sha_of(path: str) -> str:
-        digest = hashlib.sha256()
-        for chunk in driver.read_file(spec, SHARE_PACKAGES, path):
-            digest.update(chunk)
-        return digest.hexdigest()
+    names: dict[str, DistributionName] = {}
+    # Read (and hash) the share first: that can take long, and no transaction waits on it.
+    try:
+        on_share = {f.path: f for f in driver.list_files(spec, SHARE_PACKAGES)}
+        for path in on_share:
+            try:
+                names[path] = parse_distribution_filename(path)
+            except DistributionError:
+                report["ignored"].append(path)
+        hashes = {
+            path: sha256_of_chunks(driver.read_file(spec, SHARE_PACKAGES, path))
+            for path in names
+            if path not in rows or rows[path].size != on_share[path].size
+        }
+    except DriverError as exc:
+        raise ValidationError(f"The share could not be read: {exc.message}") from exc
 
     with transaction.atomic():
         for filename, row in rows.items():
             if filename not in on_share:
                 row.delete()
                 report["removed"].append(filename)
-        for path, found in on_share.items():
-            try:
-                name = parse_distribution_filename(path)
-            except DistributionError:
-                report["ignored"].append(path)
-                continue
-            row = rows.get(path)
+        for path, sha256 in hashes.items():
+            found, name, row = on_share[path], names[path], rows.get(path)
             if row is None:
-                PackageFile.objects.create(
-                    index=index, project=name.project, version=name.version, filename=path, kind=name.kind,
-                    size=found.size, sha256=sha_of(path), source=PackageFile.Source.RESYNC,
-                    uploaded_at=found.modified or timezone.now(),
+                # get_or_create: an upload may have recorded the file since the rows were read.
+                _row, created = PackageFile.objects.get_or_create(
+                    index=index, filename=path,
+                    defaults={
+                        "project": name.project, "version": name.version, "kind": name.kind, "size": found.size,
+                        "sha256": sha256, "source": PackageFile.Source.RESYNC,
+                        "uploaded_at": found.modified or timezone.now(),
+                    },
                 )  # fmt: skip
-                report["added"].append(path)
-            elif row.size != found.size:
-                row.size, row.sha256, row.state = found.size, sha_of(path), PackageFile.State.STORED
-                row.save(update_fields=["size", "sha256", "state"])
+                if created:
+                    report["added"].append(path)
+            else:
+                row.size, row.sha256, row.state, row.live_at = found.size, sha256, PackageFile.State.STORED, None
+                row.save(update_fields=["size", "sha256", "state", "live_at"])
                 report["updated"].append(path)
         audit_record(action="packages.resynced", actor=actor, obj=index, request=request,
                      details={k: len(v) for k, v in report.items()})  # fmt: skip
@@ -234,19 +246,26 @@ def restart_request(*, index: PrivateIndex) -> None:
         conn.set(_pending_key(index_id), "1")
         timeout = settings.PACKAGES_RESTART_JOB_TIMEOUT_SECONDS
         if conn.set(_queued_key(index_id), "1", nx=True, ex=timeout * 2):
-            sequence = conn.incr(f"packages:restart-seq:{index_id}")
+            # No job id: the "queued" marker already keeps it to one waiting job per index.
             queue_now(QUEUE).enqueue(
-                jobs.restart_packages, index_id, job_id=f"packages-restart-{index_id}-{sequence}",
-                job_timeout=timeout, result_ttl=0, failure_ttl=7 * 86400,
-            )  # fmt: skip
+                jobs.restart_packages, index_id, job_timeout=timeout, result_ttl=0, failure_ttl=7 * 86400
+            )
 
     transaction.on_commit(enqueue)
 
 
+def packages_restart(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
+    """A restart asked for on the package page (e.g. files stored but not yet seen served)."""
+    if not index.accepts_packages:
+        raise ValidationError(f"The index is {index.get_state_display().lower()}; pypiserver cannot be restarted now.")
+    with transaction.atomic():
+        audit_record(action="packages.restart_requested", actor=actor, obj=index, request=request)
+        restart_request(index=index)
+
+
 def restart_is_pending(index: PrivateIndex) -> bool:
-    conn = _redis()
-    keys = (_pending_key(index.pk), _queued_key(index.pk))
-    return bool(conn.exists(*keys) or int(conn.get(_running_key(index.pk)) or 0) > 0)
+    pending, queued, running = _redis().mget(_pending_key(index.pk), _queued_key(index.pk), _running_key(index.pk))
+    return pending is not None or queued is not None or int(running or 0) > 0
 
 
 def packages_restart_perform(index_id: int) -> None:
@@ -268,7 +287,7 @@ def _restart_until_settled(conn: redis.Redis, index_id: int) -> None:
     with index_lock(index_id):
         while conn.getdel(_pending_key(index_id)) is not None:
             index = PrivateIndex.objects.select_related("team").get(pk=index_id)
-            if index.state not in {IndexState.READY, IndexState.RESTARTING}:
+            if not index.accepts_packages:
                 logger.info("Index %s is %s; no package restart.", index_id, index.state)
                 return
             waiting = list(index.package_files.filter(state=PackageFile.State.STORED))
@@ -278,10 +297,13 @@ def _restart_until_settled(conn: redis.Redis, index_id: int) -> None:
                 get_driver().restart(spec)
             except DriverError as exc:
                 index.refresh_from_db()
-                if index.can_transition_to(IndexState.FAILED):
+                # Only an index still in service fails here: a teardown requested meanwhile
+                # (DELETING) goes on regardless of this restart.
+                if index.accepts_packages:
                     index.transition_to(
-                        IndexState.FAILED, failed_operation="restart", failed_step="restart", error=exc.message
-                    )
+                        IndexState.FAILED, failed_operation=ProvisioningStep.Operation.RESTART,
+                        failed_step="restart", error=exc.message,
+                    )  # fmt: skip
                 audit_record(action="packages.restart_failed", obj=index, details={"error": exc.message})
                 raise
             live = served_check(index=index, packages=waiting)
@@ -385,7 +407,7 @@ def mirror_request(
         raise ValidationError({"python_version": "Choose one of the offered Python versions."})
     if platform not in MIRROR_PLATFORMS:
         raise ValidationError({"platform": "Choose one of the offered platforms."})
-    if not index.is_ready:
+    if not index.accepts_packages:
         raise ValidationError("The index is not ready.")
     with transaction.atomic():
         run = MirrorRun.objects.create(
@@ -412,57 +434,73 @@ def _pip_environment() -> dict[str, str]:
 
 def mirror_perform(run_id: int) -> None:
     """Download the requirements with pip for the chosen target, then validate and store each
-    file. pip failing (no such project, no wheel for the target) stores nothing."""
+    file. pip failing (no such project, no wheel for the target) stores nothing. Any other
+    error (the job timing out included) marks the run failed and stops pip."""
     run = MirrorRun.objects.select_related("index", "index__team", "requested_by").get(pk=run_id)
     if run.state != MirrorRun.State.QUEUED:
         return
     run.state = MirrorRun.State.DOWNLOADING
     run.save(update_fields=["state"])
-    with tempfile.TemporaryDirectory(prefix="portal-mirror-") as tmp:
-        argv = [
-            sys.executable, "-m", "pip", "download",
-            "--only-binary=:all:", "--python-version", run.python_version, "--platform", run.platform,
-            "--index-url", settings.PACKAGES_MIRROR_INDEX_URL, "--dest", tmp,
-            "--no-input", "--progress-bar", "off", "--disable-pip-version-check", "--no-color",
-            *run.requirement_lines,
-        ]  # fmt: skip
-        log: list[str] = []
-        process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=_pip_environment(), text=True, start_new_session=True,
-        )  # fmt: skip
-        last_save = 0.0
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.append(line.rstrip())
-            if time.monotonic() - last_save > 0.5:
-                MirrorRun.objects.filter(pk=run.pk).update(log="\n".join(log[-200:]))
-                last_save = time.monotonic()
-        returncode = process.wait()
-        run.log = "\n".join(log[-200:])
-        if returncode != 0:
-            errors = [line for line in log if line.startswith("ERROR:")] or log[-3:]
-            run.state, run.error, run.finished_at = MirrorRun.State.FAILED, "\n".join(errors), timezone.now()
-            run.save(update_fields=["log", "state", "error", "finished_at"])
-            audit_record(action="packages.mirror_failed", obj=run.index, details={"run": run.pk})
-            return
-        run.state = MirrorRun.State.STORING
-        run.save(update_fields=["log", "state"])
-        results = []
-        stored = 0
-        for path in sorted(Path(tmp).iterdir()):
-            results.append(_mirror_store_one(run, path))
-            stored += results[-1]["outcome"] == "stored"
-            MirrorRun.objects.filter(pk=run.pk).update(results=results)
-    run.results = results
-    run.state, run.finished_at = MirrorRun.State.DONE, timezone.now()
-    run.save(update_fields=["results", "state", "finished_at"])
-    if stored:
-        restart_request(index=run.index)
+    process: subprocess.Popen | None = None
+    results: list[dict[str, str]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="portal-mirror-") as tmp:
+            argv = [
+                sys.executable, "-m", "pip", "download",
+                "--only-binary=:all:", "--python-version", run.python_version, "--platform", run.platform,
+                "--index-url", settings.PACKAGES_MIRROR_INDEX_URL, "--dest", tmp,
+                "--no-input", "--progress-bar", "off", "--disable-pip-version-check", "--no-color",
+                *run.requirement_lines,
+            ]  # fmt: skip
+            log: list[str] = []
+            process = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=_pip_environment(), text=True, start_new_session=True,
+            )  # fmt: skip
+            last_save = 0.0
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.append(line.rstrip())
+                if time.monotonic() - last_save > 0.5:
+                    MirrorRun.objects.filter(pk=run.pk).update(log="\n".join(log[-200:]))
+                    last_save = time.monotonic()
+            returncode = process.wait()
+            run.log = "\n".join(log[-200:])
+            if returncode != 0:
+                errors = [line for line in log if line.startswith("ERROR:")] or log[-3:]
+                run.state, run.error, run.finished_at = MirrorRun.State.FAILED, "\n".join(errors), timezone.now()
+                run.save(update_fields=["log", "state", "error", "finished_at"])
+                audit_record(action="packages.mirror_failed", obj=run.index, details={"run": run.pk})
+                return
+            run.state = MirrorRun.State.STORING
+            run.save(update_fields=["log", "state"])
+            for path in sorted(Path(tmp).iterdir()):
+                results.append(_mirror_store_one(run, path))
+                MirrorRun.objects.filter(pk=run.pk).update(results=results)
+        run.results = results
+        run.state, run.finished_at = MirrorRun.State.DONE, timezone.now()
+        run.save(update_fields=["results", "state", "finished_at"])
+    except Exception as exc:
+        logger.exception("Mirror run %s failed.", run.pk)
+        error = f"The mirror run stopped: {str(exc) or type(exc).__name__}"
+        MirrorRun.objects.filter(pk=run.pk).update(
+            state=MirrorRun.State.FAILED, error=error, results=results, finished_at=timezone.now()
+        )
+        audit_record(action="packages.mirror_failed", obj=run.index, details={"run": run.pk, "error": error})
+        raise
+    finally:
+        if process is not None and process.poll() is None:
+            # start_new_session: pip and anything it started form their own process group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if any(r["outcome"] == "stored" for r in results):
+            # Files stored before a failure are served too.
+            restart_request(index=run.index)
 
 
 def _mirror_store_one(run: MirrorRun, path: Path) -> dict[str, str]:
-    received = ReceivedFile(path=path, filename=path.name, size=path.stat().st_size, sha256=file_sha256(path))
+    received = ReceivedFile(path=path, filename=path.name, sha256=file_sha256(path))
     existing = PackageFile.objects.filter(index=run.index, filename=path.name).first()
     if existing is not None and existing.sha256 == received.sha256:
         return {"filename": path.name, "outcome": "present", "message": "Already on the index (same sha256)."}

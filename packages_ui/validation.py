@@ -19,6 +19,7 @@ import re
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import compat32
@@ -131,12 +132,16 @@ def parse_distribution_filename(filename: str) -> DistributionName:
     return DistributionName(filename=filename, kind=kind, project=canonicalize_name(name), version=str(version))
 
 
-def file_sha256(path: Path) -> str:
+def sha256_of_chunks(chunks: Iterable[bytes]) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            digest.update(chunk)
+    for chunk in chunks:
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return sha256_of_chunks(iter(lambda: handle.read(CHUNK_SIZE), b""))
 
 
 def validate_distribution(

@@ -8,31 +8,38 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.functional import lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from packages_ui import services
 from packages_ui.forms import MirrorForm
 from packages_ui.models import MirrorRun, PackageFile
-from packages_ui.receiving import HashingUploadHandler, receive_raw_body, received_from_form
+from packages_ui.receiving import HashingUploadHandler, receive_raw_body, received_from_form, too_large_error
 from packages_ui.validation import DistributionError
 from provisioning import services as provisioning_services
 from provisioning.forms import CredentialForm
 from provisioning.models import IndexCredential, PrivateIndex, is_portal_admin
 from provisioning.snippets import client_snippets
+from provisioning.views import perform_index_action
 
 
 def _visible_index(request: HttpRequest, index_id: int) -> PrivateIndex:
     return PrivateIndex.objects.visible_or_404(request.user, index_id)
 
 
-def _publishable_index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    index = _visible_index(request, index_id)
+def _require_publisher(request: HttpRequest, index: PrivateIndex) -> None:
     if not index.can_publish(request.user):
         raise PermissionDenied("Only publishers and team leads can change this index's packages.")
+
+
+def _publishable_index(request: HttpRequest, index_id: int) -> PrivateIndex:
+    index = _visible_index(request, index_id)
+    _require_publisher(request, index)
     return index
 
 
@@ -44,7 +51,7 @@ def _projects(index: PrivateIndex, query: str) -> list[dict]:
     """Projects → versions (newest first) → files, filtered by a substring of project or file."""
     files = index.package_files.select_related("uploaded_by")
     if query:
-        files = files.filter(filename__icontains=query) | files.filter(project__icontains=query.lower())
+        files = files.filter(Q(filename__icontains=query) | Q(project__icontains=query))
     projects = []
     for project, project_files in groupby(sorted(files, key=lambda f: f.project), key=lambda f: f.project):
         by_version = sorted(project_files, key=lambda f: (f.sort_version, f.filename), reverse=True)
@@ -86,12 +93,13 @@ def _store(request: HttpRequest, index: PrivateIndex, received, overwrite: bool)
 @login_required
 @require_POST
 def package_upload(request: HttpRequest, index_id: int) -> HttpResponse:
-    request.upload_handlers = [HashingUploadHandler(request)]
-    return _package_upload(request, index_id)
+    handler = HashingUploadHandler(request)
+    request.upload_handlers = [handler]
+    return _package_upload(request, index_id, handler)
 
 
 @csrf_protect
-def _package_upload(request: HttpRequest, index_id: int) -> HttpResponse:
+def _package_upload(request: HttpRequest, index_id: int, handler: HashingUploadHandler) -> HttpResponse:
     """Raw body (the upload script, one file per request, `?filename=`) or multipart (the form)."""
     index = _publishable_index(request, index_id)
     overwrite = request.GET.get("overwrite") == "1" or request.POST.get("overwrite") == "1"
@@ -100,6 +108,10 @@ def _package_upload(request: HttpRequest, index_id: int) -> HttpResponse:
         for uploaded in request.FILES.getlist("files"):
             with received_from_form(uploaded) as received:
                 results.append(_store(request, index, received, overwrite))
+        # Files over the limit were dropped while the form was parsed (HashingUploadHandler).
+        results += [{"filename": name, "ok": False, "message": too_large_error().message} for name in handler.too_large]
+        if not results:
+            results.append({"filename": "", "ok": False, "message": "Choose at least one file to upload."})
     else:
         filename = request.GET.get("filename", "")
         try:
@@ -110,7 +122,8 @@ def _package_upload(request: HttpRequest, index_id: int) -> HttpResponse:
     if not request.htmx:
         for result in results:
             level = messages.success if result["ok"] else messages.error
-            level(request, f"{result['filename']}: {'stored' if result['ok'] else result['message']}")
+            text = "stored" if result["ok"] else result["message"]
+            level(request, f"{result['filename']}: {text}" if result["filename"] else text)
         return redirect(_page_url(index))
     status = 201 if all(r["ok"] for r in results) else 400
     return render(request, "packages_ui/packages.html#results", {"index": index, "results": results}, status=status)
@@ -131,12 +144,8 @@ def package_state(request: HttpRequest, index_id: int, file_id: int) -> HttpResp
 def package_delete(request: HttpRequest, index_id: int, file_id: int) -> HttpResponse:
     index = _publishable_index(request, index_id)
     package = get_object_or_404(index.package_files, pk=file_id)
-    try:
-        services.package_delete(package=package, actor=request.user, request=request)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, f"Deleted {package.filename}. The index stops serving it after the restart.")
+    done = f"Deleted {package.filename}. The index stops serving it after the restart."
+    perform_index_action(request, index, services.package_delete, done, package=package)
     return redirect(_page_url(index))
 
 
@@ -144,8 +153,7 @@ def package_delete(request: HttpRequest, index_id: int, file_id: int) -> HttpRes
 @require_POST
 def packages_restart(request: HttpRequest, index_id: int) -> HttpResponse:
     index = _publishable_index(request, index_id)
-    services.restart_request(index=index)
-    messages.success(request, "pypiserver restarts in a moment.")
+    perform_index_action(request, index, services.packages_restart, "pypiserver restarts in a moment.")
     return redirect(_page_url(index))
 
 
@@ -153,9 +161,16 @@ def packages_restart(request: HttpRequest, index_id: int) -> HttpResponse:
 @require_POST
 def packages_resync(request: HttpRequest, index_id: int) -> HttpResponse:
     index = _publishable_index(request, index_id)
-    report = services.packages_resync(index=index, actor=request.user, request=request)
-    summary = ", ".join(f"{len(v)} {k}" for k, v in report.items())
-    messages.success(request, f"Records rebuilt from the share: {summary}.")
+    report: dict[str, list[str]] = {}
+
+    def resync(**kwargs) -> None:
+        report.update(services.packages_resync(**kwargs))
+
+    def summary() -> str:
+        return "Records rebuilt from the share: " + ", ".join(f"{len(v)} {k}" for k, v in report.items()) + "."
+
+    # Lazy: the success message is only formatted once the resync has run, so it gives the counts.
+    perform_index_action(request, index, resync, lazy(summary, str)())
     return redirect(_page_url(index))
 
 
@@ -164,7 +179,7 @@ def mirror(request: HttpRequest, index_id: int) -> HttpResponse:
     index = _visible_index(request, index_id)
     form = MirrorForm(request.POST or None)
     if request.method == "POST":
-        index = _publishable_index(request, index_id)
+        _require_publisher(request, index)
         if form.is_valid():
             try:
                 run = services.mirror_request(index=index, actor=request.user, request=request, **form.cleaned_data)

@@ -3,10 +3,14 @@ platform, then every file validated and stored like an upload."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from packages_ui import services
 from packages_ui.models import MirrorRun, PackageFile
+from portal.models import AuditEvent
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
@@ -99,3 +103,39 @@ def test_members_cannot_start_a_mirror(shelf_index, member_client) -> None:
 
     assert response.status_code == 403
     assert not MirrorRun.objects.exists()
+
+
+def test_a_mirror_run_that_breaks_is_marked_failed_and_stops_pip(shelf_index, publisher, monkeypatch) -> None:
+    run = MirrorRun.objects.create(
+        index=shelf_index, requested_by=publisher, requirements="six", python_version="3.12",
+        platform="manylinux2014_x86_64",
+    )  # fmt: skip
+    started: list[subprocess.Popen] = []
+
+    class BreakingPip(subprocess.Popen):
+        """A "pip" that prints a line and keeps running; reading its second line fails."""
+
+        def __init__(self, argv, **kwargs) -> None:
+            script = "import time; print('Collecting six', flush=True); time.sleep(60)"
+            super().__init__([sys.executable, "-c", script], **kwargs)
+            started.append(self)
+            pipe = self.stdout
+
+            def lines():
+                yield pipe.readline()
+                raise RuntimeError("the log could not be saved")
+
+            self.stdout = lines()
+            self._pipe = pipe
+
+    monkeypatch.setattr(services.subprocess, "Popen", BreakingPip)
+
+    with pytest.raises(RuntimeError):
+        services.mirror_perform(run.pk)
+
+    run.refresh_from_db()
+    assert run.state == "failed" and run.finished_at is not None
+    assert "the log could not be saved" in run.error
+    assert AuditEvent.objects.filter(action="packages.mirror_failed").count() == 1
+    assert started[0].poll() is not None  # pip was stopped
+    started[0]._pipe.close()

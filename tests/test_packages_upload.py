@@ -4,6 +4,7 @@ resync. The end-to-end path (restart, served check, pip, twine) is in test_packa
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 from pathlib import Path
@@ -13,12 +14,13 @@ import django_rq
 import pytest
 from django.test import Client
 from django.test.utils import override_settings
+from django.utils import timezone
 
 from packages_ui import services
 from packages_ui.models import PackageFile
 from packages_ui.testing import build_sdist, build_wheel, build_zip_bomb
 from portal.models import AuditEvent
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.base import DriverError, get_driver
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_PACKAGES, Placement
@@ -313,3 +315,114 @@ def test_resync_rebuilds_records_from_the_share(shelf_index, publisher_client, t
     assert set(rows) == {kept.name, found.name}
     assert rows[found.name].source == "resync"
     assert rows[found.name].sha256 == __import__("hashlib").sha256(found.read_bytes()).hexdigest()
+
+
+@override_settings(PACKAGES_MAX_UPLOAD_BYTES=256_000)
+def test_multipart_form_reports_a_file_over_the_limit_and_still_stores_the_others(
+    shelf_index, publisher_client, tmp_path
+) -> None:
+    big = build_wheel(tmp_path, "big-pkg", "1.0", payload_bytes=300_000)
+    small = build_wheel(tmp_path, "small-pkg", "1.0")
+    with open(big, "rb") as big_handle, open(small, "rb") as small_handle:
+        response = publisher_client.post(
+            f"/indexes/{shelf_index.pk}/packages/upload/", {"files": [big_handle, small_handle]},
+            HTTP_HX_REQUEST="true",
+        )  # fmt: skip
+
+    page = html.unescape(response.content.decode())
+    assert response.status_code == 400
+    assert big.name in page and "larger than the limit" in page
+    assert list(PackageFile.objects.values_list("filename", flat=True)) == [small.name]
+    assert share_files(shelf_index) == [small.name]
+
+
+def test_multipart_form_without_a_file_is_an_error(shelf_index, publisher_client) -> None:
+    response = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/upload/", {"overwrite": "0"}, follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == ["Choose at least one file to upload."]
+
+
+def test_a_duplicate_is_refused_before_the_archive_is_read(
+    shelf_index, publisher_client, tmp_path, monkeypatch
+) -> None:
+    wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
+    upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
+
+    def no_validation(*args, **kwargs):
+        raise AssertionError("a duplicate must be refused before validation")
+
+    monkeypatch.setattr(services, "validate_distribution", no_validation)
+    response = upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
+
+    assert response.status_code == 400
+    assert "already exists" in html.unescape(response.content.decode())
+
+
+def test_resync_rehashes_a_changed_file_and_marks_it_not_yet_live(shelf_index, publisher_client, tmp_path) -> None:
+    wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
+    upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
+    PackageFile.objects.update(state=PackageFile.State.LIVE, live_at=timezone.now())
+    changed = build_wheel(tmp_path / "..", "demo-pkg", "1.0", extra_files={"demo_pkg/x.py": b"changed"})
+    with open(changed, "rb") as handle:
+        get_driver().write_file(
+            index_spec(shelf_index), SHARE_PACKAGES, wheel.name, handle, size=changed.stat().st_size
+        )
+
+    publisher_client.post(f"/indexes/{shelf_index.pk}/packages/resync/")
+
+    row = PackageFile.objects.get()
+    assert row.sha256 == hashlib.sha256(changed.read_bytes()).hexdigest()
+    assert (row.state, row.live_at) == ("stored", None)
+
+
+def test_resync_reports_a_share_it_cannot_read_instead_of_failing(
+    shelf_index, publisher_client, tmp_path, monkeypatch
+) -> None:
+    found = build_wheel(tmp_path, "found", "2.0")
+    with open(found, "rb") as handle:
+        get_driver().write_file(index_spec(shelf_index), SHARE_PACKAGES, found.name, handle, size=found.stat().st_size)
+
+    def unreadable(self, spec, share, path):
+        raise DriverError("the share is offline")
+
+    monkeypatch.setattr(type(get_driver()), "read_file", unreadable)
+    response = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/resync/", follow=True)
+
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == [
+        "shelf: The share could not be read: the share is offline"
+    ]
+    assert not PackageFile.objects.exists()
+    assert not AuditEvent.objects.filter(action="packages.resynced").exists()
+
+
+def test_manual_restart_is_audited_and_refused_for_an_index_out_of_service(
+    shelf_index, publisher_client, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        accepted = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/restart/", follow=True)
+    PrivateIndex.objects.filter(pk=shelf_index.pk).update(state="deleting")
+    refused = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/restart/", follow=True)
+
+    assert [str(m) for m in accepted.context["messages"]] == ["shelf: pypiserver restarts in a moment."]
+    assert AuditEvent.objects.filter(action="packages.restart_requested").count() == 1
+    assert services.restart_is_pending(shelf_index)
+    assert [str(m) for m in refused.context["messages"]] == [
+        "shelf: The index is deleting; pypiserver cannot be restarted now."
+    ]
+
+
+def test_a_failed_restart_leaves_an_index_being_torn_down_alone(shelf_index, monkeypatch) -> None:
+    def restart_while_teardown_requested(self, spec):
+        PrivateIndex.objects.filter(pk=shelf_index.pk).update(state="deleting")
+        raise DriverError("pypiserver did not come back")
+
+    monkeypatch.setattr(type(get_driver()), "restart", restart_while_teardown_requested)
+    django_rq.get_connection("packages").set(services._pending_key(shelf_index.pk), "1")
+
+    with pytest.raises(DriverError):
+        services.packages_restart_perform(shelf_index.pk)
+
+    shelf_index.refresh_from_db()
+    assert shelf_index.state == "deleting"
+    assert AuditEvent.objects.filter(action="packages.restart_failed").count() == 1
