@@ -17,17 +17,19 @@ from provisioning.models import portal_admin_required
 PAGE_SIZE = 50
 
 
+def _action_choices() -> list[tuple[str, str]]:
+    actions = AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()
+    return [("", "Any action"), *((a, a) for a in actions)]
+
+
 class AuditFilterForm(forms.Form):
-    action = forms.ChoiceField(required=False)
+    # A callable: the DISTINCT query runs only when the select is rendered or a chosen action
+    # is validated, not for htmx table pages.
+    action = forms.ChoiceField(required=False, choices=_action_choices)
     actor = forms.CharField(required=False, max_length=200)
     object = forms.CharField(required=False, max_length=200, label="Object")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        actions = AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()
-        self.fields["action"].choices = [("", "Any action"), *((a, a) for a in actions)]
 
     def filter(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         data = self.cleaned_data
@@ -55,5 +57,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    # What the pager links start with; they end with the page number.
+    page_prefix = f"?{query.urlencode()}&page=" if query else "?page="
     template = "portal/audit.html#table" if request.htmx else "portal/audit.html"
-    return render(request, template, {"form": form, "page": page, "query": query.urlencode()})
+    return render(request, template, {"form": form, "page": page, "page_prefix": page_prefix})

@@ -3,6 +3,9 @@ thread) with the portal configured to use it, and a helper that walks the real M
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -26,18 +29,23 @@ def entra_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EntraPr
     provider.stop()
 
 
+def configure_portal(settings, provider: EntraProvider, base_url: str) -> None:
+    """Point the portal served at `base_url` at `provider`, with no cached metadata or keys."""
+    settings.ENTRA_TENANT_ID = provider.tenant_id
+    settings.ENTRA_CLIENT_ID = provider.client_id
+    settings.ENTRA_CLIENT_SECRET = provider.client_secret
+    settings.ENTRA_CLIENT_CERTIFICATE_PFX = ""
+    settings.ENTRA_AUTHORITY = provider.authority
+    settings.ENTRA_CA_BUNDLE = str(provider.ca_path)
+    settings.ENTRA_REDIRECT_URI = f"{base_url}/auth/callback"
+    settings.ENTRA_POST_LOGOUT_REDIRECT_URI = f"{base_url}/auth/signed-out/"
+    tokens.clear_caches()
+
+
 @pytest.fixture
 def entra(entra_provider: EntraProvider, settings) -> Iterator[EntraProvider]:
     """The provider, with the portal's settings pointing at it and fresh demo users."""
-    settings.ENTRA_TENANT_ID = entra_provider.tenant_id
-    settings.ENTRA_CLIENT_ID = entra_provider.client_id
-    settings.ENTRA_CLIENT_SECRET = entra_provider.client_secret
-    settings.ENTRA_CLIENT_CERTIFICATE_PFX = ""
-    settings.ENTRA_AUTHORITY = entra_provider.authority
-    settings.ENTRA_CA_BUNDLE = str(entra_provider.ca_path)
-    settings.ENTRA_REDIRECT_URI = "http://testserver/auth/callback"
-    settings.ENTRA_POST_LOGOUT_REDIRECT_URI = "http://testserver/auth/signed-out/"
-    tokens.clear_caches()
+    configure_portal(settings, entra_provider, "http://testserver")
     entra_provider.reset(DEMO_USERS)
     yield entra_provider
     entra_provider.reset(DEMO_USERS)
@@ -93,6 +101,33 @@ def signed_in_user_id(client: Client) -> str | None:
     return client.session.get("_auth_user_id")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # portal.auth.flow filters this at import; pytest resets warning filters for each test.
-    config.addinivalue_line("filterwarnings", "ignore:response_mode='form_post' is recommended:UserWarning")
+# How long silent_server holds a connection: a client without a timeout waits this long.
+SILENT_HOLD_SECONDS = 15
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """The base URL of a server that accepts connections and never answers (not even the TLS
+    handshake). Connections are dropped after SILENT_HOLD_SECONDS, so a client that has no
+    timeout fails the test instead of hanging it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    done = threading.Event()
+
+    def hold() -> None:
+        held: list[socket.socket] = []
+        deadline = time.monotonic() + SILENT_HOLD_SECONDS
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                pass
+        for conn in held:
+            conn.close()
+
+    thread = threading.Thread(target=hold, name="silent-server", daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    done.set()
+    thread.join(timeout=5)
+    listener.close()

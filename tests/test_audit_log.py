@@ -6,10 +6,12 @@ import datetime
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from portal.audit import audit_record
 from portal.models import AuditEvent
+from portal.views_audit import PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
 
@@ -63,6 +65,35 @@ def test_htmx_filter_returns_only_the_table(portal_admin_client, events):
     assert response.status_code == 200
     assert b'id="audit-table"' in response.content
     assert b"<html" not in response.content
+
+
+def test_htmx_table_pages_do_not_query_the_action_choices(portal_admin_client, events):
+    with CaptureQueriesContext(connection) as queries:
+        response = portal_admin_client.get("/audit/", {"actor": "memb"}, headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert not [q["sql"] for q in queries if "DISTINCT" in q["sql"].upper()]
+
+
+def test_full_page_offers_the_recorded_actions(portal_admin_client, events):
+    response = portal_admin_client.get("/audit/")
+
+    assert b'<option value="credential.created">' in response.content
+    assert b'<option value="" selected>Any action</option>' in response.content
+
+
+def test_pager_links_keep_the_filters_and_push_the_url(portal_admin_client, member):
+    for n in range(PAGE_SIZE + 1):
+        audit_record(action="auth.signed_in", actor=member, obj=member, details={"n": n})
+
+    first = portal_admin_client.get("/audit/", {"action": "auth.signed_in"}, headers={"HX-Request": "true"})
+    older = '<a href="?action=auth.signed_in&amp;page=2" hx-get="?action=auth.signed_in&amp;page=2"'
+    assert older in first.content.decode()
+    assert 'hx-push-url="true">Older</a>' in first.content.decode()
+
+    second = portal_admin_client.get("/audit/", {"page": "2"})
+    assert '<a href="?page=1" hx-get="?page=1"' in second.content.decode()
+    assert 'hx-push-url="true">Newer</a>' in second.content.decode()
 
 
 def test_members_and_leads_get_404(lead_client, member_client, events):

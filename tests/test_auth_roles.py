@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -103,3 +104,17 @@ def test_groups_not_managed_by_entra_roles_are_left_alone(client, entra, demo_te
 
     assert user.groups.filter(name="Reviewers").exists()
     assert not user.groups.filter(name=ADMIN_GROUP).exists()
+
+
+def test_ensure_demo_teams_creates_the_teams_and_restores_their_group_mapping(settings):
+    from django.core.management import call_command
+
+    settings.DEBUG = True
+    Team.objects.create(name="Payments (renamed)", slug="payments", entra_group_id="stale")
+
+    call_command("ensure_demo_teams", stdout=io.StringIO())
+
+    teams = {t.slug: t for t in Team.objects.all()}
+    assert {slug: teams[slug].entra_group_id for _n, slug, _g in DEMO_TEAMS} == {s: g for _n, s, g in DEMO_TEAMS}
+    assert teams["data-platform"].name == "Data Platform"
+    assert teams["payments"].name == "Payments (renamed)"  # an existing team keeps its name

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+import requests
 
 from portal.models import AuditEvent
 from tests.entra_support import follow_callback, pick_user, provider_session, sign_in, signed_in_user_id, start_sign_in
@@ -232,3 +236,66 @@ def test_provider_going_away_before_the_code_is_redeemed_shows_the_failure_page(
     settings.ENTRA_AUTHORITY = "https://127.0.0.1:9/nobody"
 
     assert_refused(client, follow_callback(client, callback), "provider_unavailable")
+
+
+@pytest.mark.parametrize("step", ["start", "callback"])
+def test_provider_that_never_answers_fails_the_sign_in_within_the_timeout(client, entra, settings, silent_server, step):
+    # MSAL ignores its own timeout= when given a session: the session carries the timeout.
+    settings.ENTRA_HTTP_TIMEOUT_SECONDS = 1
+    callback = pick_user(entra, start_sign_in(client), "lead") if step == "callback" else None
+    settings.ENTRA_AUTHORITY = f"{silent_server}/{entra.tenant_id}"
+
+    started = time.monotonic()
+    response = client.post("/auth/sign-in/") if step == "start" else follow_callback(client, callback)
+
+    assert time.monotonic() - started < 5
+    assert_refused(client, response, "provider_unavailable")
+
+
+def test_token_requests_give_up_after_the_timeout(settings, silent_server):
+    from portal.auth import tokens
+
+    settings.ENTRA_HTTP_TIMEOUT_SECONDS = 1
+    started = time.monotonic()
+    with tokens.http_session() as session, pytest.raises(requests.Timeout):
+        session.post(f"{silent_server}/token", data={"code": "x"})  # what MSAL's token request does
+    assert time.monotonic() - started < 5
+
+
+def test_provider_discovery_failing_with_a_server_error_shows_the_failure_page(client, entra, settings):
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Unavailable)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    entra.server_cert.configure_cert(context)  # trusted through ENTRA_CA_BUNDLE
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings.ENTRA_AUTHORITY = f"https://127.0.0.1:{server.server_address[1]}/{entra.tenant_id}"
+
+        assert_refused(client, client.post("/auth/sign-in/"), "provider_unavailable")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_discovery_is_downloaded_once_not_on_every_sign_in(client, entra, monkeypatch):
+    downloads = []
+    discovery = entra.discovery
+    monkeypatch.setattr(entra, "discovery", lambda: downloads.append(1) or discovery())
+    assert sign_in(client, entra, "lead").response.status_code == 302
+    assert downloads  # MSAL's and the portal's own first reads
+    downloads.clear()
+
+    client.logout()
+    assert sign_in(client, entra, "member").response.status_code == 302
+
+    assert downloads == []

@@ -10,6 +10,7 @@ from devtools.entra_provider import DEMO_TEAMS
 from portal.auth import tokens
 from portal.models import AuditEvent
 from provisioning.models import Membership, PrivateIndex, Team
+from tests.entra_support import configure_portal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -31,16 +32,9 @@ def live_entra(entra_provider, live_server, settings):
     callback = f"{live_server.url}/auth/callback"
     entra_provider.reset()
     entra_provider.redirect_uris.append(callback)
-    settings.ENTRA_TENANT_ID = entra_provider.tenant_id
-    settings.ENTRA_CLIENT_ID = entra_provider.client_id
-    settings.ENTRA_CLIENT_SECRET = entra_provider.client_secret
-    settings.ENTRA_AUTHORITY = entra_provider.authority
-    settings.ENTRA_CA_BUNDLE = str(entra_provider.ca_path)
-    settings.ENTRA_REDIRECT_URI = callback
-    settings.ENTRA_POST_LOGOUT_REDIRECT_URI = f"{live_server.url}/auth/signed-out/"
+    configure_portal(settings, entra_provider, live_server.url)
     settings.SESSION_COOKIE_SECURE = False  # the live server speaks plain HTTP
     settings.CSRF_COOKIE_SECURE = False
-    tokens.clear_caches()
     yield entra_provider
     entra_provider.redirect_uris.remove(callback)
     tokens.clear_caches()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from devtools.entra_provider.demo import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
-    DEMO_GROUPS,
     DEMO_TEAMS,
     DEMO_TENANT_ID,
     DEMO_USERS,
@@ -16,7 +15,6 @@ from devtools.entra_provider.server import EntraProvider, Tamper
 __all__ = [
     "DEMO_CLIENT_ID",
     "DEMO_CLIENT_SECRET",
-    "DEMO_GROUPS",
     "DEMO_TEAMS",
     "DEMO_TENANT_ID",
     "DEMO_USERS",

@@ -19,25 +19,7 @@ DEMO_TEAMS = [
     ("Data Platform", "data-platform", "6f1c3a52-0d7e-4c1b-9a64-0c5d2a7e1a01"),
     ("Payments", "payments", "6f1c3a52-0d7e-4c1b-9a64-0c5d2a7e1a02"),
 ]
-DEMO_GROUPS = {slug: group_id for _name, slug, group_id in DEMO_TEAMS}
-
-_PEOPLE = [
-    # (oid, preferred_username, name, app roles, group ids)
-    ("a0000000-0000-0000-0000-000000000001", "ada.admin@contoso.example", "Ada Admin", ["Portal.Admin"], []),
-    (
-        "a0000000-0000-0000-0000-000000000002", "lee.lead@contoso.example", "Lee Lead",
-        ["Portal.TeamLead"], [DEMO_TEAMS[0][2]],
-    ),
-    (
-        "a0000000-0000-0000-0000-000000000003", "pat.publisher@contoso.example", "Pat Publisher",
-        ["Portal.Publisher"], [DEMO_TEAMS[0][2]],
-    ),
-    ("a0000000-0000-0000-0000-000000000004", "max.member@contoso.example", "Max Member", [], [DEMO_TEAMS[0][2]]),
-    (
-        "a0000000-0000-0000-0000-000000000005", "olga.otherlead@contoso.example", "Olga Other-Lead",
-        ["Portal.TeamLead"], [DEMO_TEAMS[1][2]],
-    ),
-]  # fmt: skip
+_DATA_PLATFORM, _PAYMENTS = (group_id for _name, _slug, group_id in DEMO_TEAMS)
 
 
 @dataclass(frozen=True)
@@ -52,24 +34,30 @@ class DemoUser:
     extra_claims: dict = field(default_factory=dict)
 
 
-def _describe(roles: list[str], groups: list[str]) -> tuple[str, str]:
-    teams = ", ".join(name for name, _slug, group_id in DEMO_TEAMS if group_id in groups) or "no team"
-    if "Portal.Admin" in roles:
-        return "admin", "Portal administrator: every index and the audit log."
-    if "Portal.TeamLead" in roles:
-        first = groups and groups[0] == DEMO_TEAMS[0][2]
-        return ("lead" if first else "other-lead"), f"Team lead of {teams}: requests and manages its indexes."
-    if "Portal.Publisher" in roles:
-        return "publisher", f"Publisher in {teams}: also uploads and deletes packages."
-    return "member", f"Member of {teams}: views indexes, gets read credentials."
-
-
-def _users() -> tuple[DemoUser, ...]:
-    users = []
-    for oid, username, name, roles, groups in _PEOPLE:
-        key, description = _describe(roles, groups)
-        users.append(DemoUser(key, oid, name, username, tuple(roles), tuple(groups), description))
-    return tuple(users)
-
-
-DEMO_USERS: tuple[DemoUser, ...] = _users()
+DEMO_USERS: tuple[DemoUser, ...] = (
+    DemoUser(
+        "admin", "a0000000-0000-0000-0000-000000000001", "Ada Admin", "ada.admin@contoso.example",
+        roles=("Portal.Admin",),
+        description="Portal administrator: every index and the audit log.",
+    ),
+    DemoUser(
+        "lead", "a0000000-0000-0000-0000-000000000002", "Lee Lead", "lee.lead@contoso.example",
+        roles=("Portal.TeamLead",), groups=(_DATA_PLATFORM,),
+        description="Team lead of Data Platform: requests and manages its indexes.",
+    ),
+    DemoUser(
+        "publisher", "a0000000-0000-0000-0000-000000000003", "Pat Publisher", "pat.publisher@contoso.example",
+        roles=("Portal.Publisher",), groups=(_DATA_PLATFORM,),
+        description="Publisher in Data Platform: also uploads and deletes packages.",
+    ),
+    DemoUser(
+        "member", "a0000000-0000-0000-0000-000000000004", "Max Member", "max.member@contoso.example",
+        groups=(_DATA_PLATFORM,),
+        description="Member of Data Platform: views indexes, gets read credentials.",
+    ),
+    DemoUser(
+        "other-lead", "a0000000-0000-0000-0000-000000000005", "Olga Other-Lead", "olga.otherlead@contoso.example",
+        roles=("Portal.TeamLead",), groups=(_PAYMENTS,),
+        description="Team lead of Payments: requests and manages its indexes.",
+    ),
+)  # fmt: skip

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from msal.exceptions import MsalServiceError
 
 from portal.auth import tokens
 from portal.auth.sync import GroupsOverage, user_sync_from_claims
@@ -50,29 +53,38 @@ def _client_credential() -> str | dict[str, str]:
     return settings.ENTRA_CLIENT_SECRET
 
 
-def msal_app() -> msal.ConfidentialClientApplication:
-    """A fresh app per request: its in-memory token cache must never hold other users' tokens."""
-    try:
-        return msal.ConfidentialClientApplication(
-            settings.ENTRA_CLIENT_ID,
-            client_credential=_client_credential(),
-            authority=settings.ENTRA_AUTHORITY,
-            # Same URL shape for Entra and the local provider; no call to Microsoft's
-            # instance discovery, so a local authority works offline.
-            instance_discovery=False,
-            http_client=tokens.http_session(),
-            timeout=settings.ENTRA_HTTP_TIMEOUT_SECONDS,
-        )
-    except Exception as exc:  # MSAL raises ValueError or requests' errors on discovery
-        raise SignInError("provider_unavailable", "The sign-in service could not be reached.") from exc
+@contextmanager
+def msal_app() -> Iterator[msal.ConfidentialClientApplication]:
+    """A fresh app per request: its in-memory token cache must never hold other users' tokens.
+
+    Its HTTP session (TLS trust and timeout from tokens.http_session) is closed on leaving the
+    block; discovery answers are shared between apps through tokens.msal_http_cache."""
+    with tokens.http_session() as session:
+        try:
+            app = msal.ConfidentialClientApplication(
+                settings.ENTRA_CLIENT_ID,
+                client_credential=_client_credential(),
+                authority=settings.ENTRA_AUTHORITY,
+                # Same URL shape for Entra and the local provider; no call to Microsoft's
+                # instance discovery, so a local authority works offline.
+                instance_discovery=False,
+                http_client=session,
+                http_cache=tokens.msal_http_cache,
+            )
+        # Discovery: ValueError (4xx, not JSON), MsalServiceError (5xx), RuntimeError (MSAL's
+        # fallback), requests' errors (connection, TLS, timeout).
+        except (ValueError, RuntimeError, MsalServiceError, requests.RequestException) as exc:
+            raise SignInError("provider_unavailable", "The sign-in service could not be reached.") from exc
+        yield app
 
 
 def safe_next(request: HttpRequest, candidate: str | None) -> str:
     """`candidate` if it is a path on this portal, else the home page."""
     fallback = reverse(settings.LOGIN_REDIRECT_URL)
-    if not candidate or not candidate.startswith("/") or candidate.startswith(("//", "/\\")):
-        return fallback
-    if any(ord(ch) < 32 for ch in candidate) or "\\" in candidate:
+    # Django's check refuses other schemes and hosts ("//host", "///host"). It allows relative
+    # paths and looks for control characters only at the start (urlsplit drops tabs and
+    # newlines anywhere), and browsers read backslashes as slashes: those are refused here.
+    if not candidate or not candidate.startswith("/") or "\\" in candidate or any(ord(ch) < 32 for ch in candidate):
         return fallback
     if not url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}, require_https=False):
         return fallback
@@ -81,7 +93,8 @@ def safe_next(request: HttpRequest, candidate: str | None) -> str:
 
 def sign_in_start(request: HttpRequest, *, next_url: str | None) -> str:
     """Store a new flow in the session and return the provider's authorization URL."""
-    flow = msal_app().initiate_auth_code_flow(scopes=[], redirect_uri=settings.ENTRA_REDIRECT_URI)
+    with msal_app() as app:
+        flow = app.initiate_auth_code_flow(scopes=[], redirect_uri=settings.ENTRA_REDIRECT_URI)
     request.session[FLOW_SESSION_KEY] = flow
     request.session[NEXT_SESSION_KEY] = safe_next(request, next_url)
     return flow["auth_uri"]
@@ -105,7 +118,8 @@ def sign_in_complete(request: HttpRequest) -> tuple[AbstractBaseUser, str]:
     if not request.GET.get("state"):
         raise SignInError("missing_state", "The sign-in answer carries no state.")
     try:
-        result = msal_app().acquire_token_by_auth_code_flow(flow, request.GET.dict())
+        with msal_app() as app:
+            result = app.acquire_token_by_auth_code_flow(flow, request.GET.dict())
     except ValueError as exc:  # MSAL: state mismatch
         raise SignInError("state_mismatch", "The sign-in answer does not belong to this sign-in.") from exc
     except RuntimeError as exc:  # MSAL: nonce mismatch

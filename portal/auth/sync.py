@@ -63,12 +63,7 @@ def user_sync_from_claims(claims: dict[str, Any]) -> AbstractBaseUser:
         .filter(tid=claims["tid"], oid=claims["oid"])
         .first()
     )
-    if identity is None:
-        user = User(username=_new_username(claims))
-        user.set_unusable_password()
-        user.save()
-        identity = EntraIdentity(user=user, tid=claims["tid"], oid=claims["oid"])
-    user = identity.user
+    user = identity.user if identity else User(username=_new_username(claims))
     name = str(claims.get("name") or "")
     first, _, last = name.partition(" ")
     user.first_name, user.last_name = first[:150], last[:150]
@@ -76,7 +71,12 @@ def user_sync_from_claims(claims: dict[str, Any]) -> AbstractBaseUser:
     # Portal admins maintain teams and their group mapping in the Django admin; the flags
     # follow the app role and go when it goes.
     user.is_staff = user.is_superuser = settings.ENTRA_ADMIN_ROLE in roles
-    user.save(update_fields=["first_name", "last_name", "email", "is_staff", "is_superuser"])
+    if identity is None:
+        user.set_unusable_password()
+        user.save()
+        identity = EntraIdentity(user=user, tid=claims["tid"], oid=claims["oid"])
+    else:
+        user.save(update_fields=["first_name", "last_name", "email", "is_staff", "is_superuser"])
 
     identity.roles = sorted(roles)
     identity.groups = sorted(group_ids)
@@ -91,12 +91,9 @@ def user_sync_from_claims(claims: dict[str, Any]) -> AbstractBaseUser:
 def _sync_role_groups(user: AbstractBaseUser, roles: set[str]) -> None:
     managed = settings.ENTRA_ROLE_GROUPS
     wanted = {managed[role] for role in roles if role in managed}
-    for name in wanted:
-        group, _ = Group.objects.get_or_create(name=name)
-        user.groups.add(group)
+    user.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in sorted(wanted)))
     gone = set(managed.values()) - wanted
     user.groups.remove(*Group.objects.filter(name__in=gone))
-    user.__dict__.pop("_portal_admin", None)
 
 
 def _sync_memberships(user: AbstractBaseUser, group_ids: set[str], role: str) -> None:

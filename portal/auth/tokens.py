@@ -6,6 +6,7 @@ is checked here: RS256 signature against the JWKS from discovery, iss, aud, exp/
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any
@@ -32,14 +33,23 @@ class ProviderUnavailable(Exception):
     pass
 
 
+# MSAL's cache of non-token HTTP answers (discovery, throttled errors): shared by the per-request
+# MSAL apps so that discovery is not downloaded on every sign-in. MSAL documents that it holds
+# no tokens and no personal data. Cleared by clear_caches().
+msal_http_cache: dict[str, Any] = {}
+
+
 def http_session() -> requests.Session:
-    """A session that verifies TLS against ENTRA_CA_BUNDLE (or the system CAs) and nothing else.
+    """A session that verifies TLS against ENTRA_CA_BUNDLE (or the system CAs) and nothing else,
+    and gives up on every request after ENTRA_HTTP_TIMEOUT_SECONDS.
 
     trust_env is off: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE and proxy variables would silently
-    override `verify` and change whom the portal trusts for sign-in."""
+    override `verify` and change whom the portal trusts for sign-in. The timeout is on the
+    session because MSAL ignores its own `timeout=` when given an `http_client=`."""
     session = requests.Session()
     session.trust_env = False
     session.verify = settings.ENTRA_CA_BUNDLE or True
+    session.request = functools.partial(session.request, timeout=settings.ENTRA_HTTP_TIMEOUT_SECONDS)
     return session
 
 
@@ -75,7 +85,7 @@ _cache = _Cache()
 def _get_json(url: str) -> dict[str, Any]:
     try:
         with http_session() as session:
-            response = session.get(url, timeout=settings.ENTRA_HTTP_TIMEOUT_SECONDS)
+            response = session.get(url)
         response.raise_for_status()
         return response.json()
     except (requests.RequestException, ValueError) as exc:
@@ -161,3 +171,4 @@ def validate_id_token(id_token: str, *, nonce: str) -> dict[str, Any]:
 def clear_caches() -> None:
     """Forget metadata and keys (tests switch providers)."""
     _cache.clear()
+    msal_http_cache.clear()

@@ -17,8 +17,9 @@ class Command(BaseCommand):
         from devtools.entra_provider.demo import DEMO_TEAMS
 
         for name, slug, group_id in DEMO_TEAMS:
-            team, created = Team.objects.get_or_create(slug=slug, defaults={"name": name, "entra_group_id": group_id})
-            if not created and team.entra_group_id != group_id:
-                team.entra_group_id = group_id
-                team.save(update_fields=["entra_group_id"])
+            team, created = Team.objects.update_or_create(
+                slug=slug,
+                defaults={"entra_group_id": group_id},
+                create_defaults={"name": name, "entra_group_id": group_id},
+            )
             self.stdout.write(f"{'created' if created else 'kept'} team {team.name} (group {group_id})")
