@@ -6,6 +6,8 @@ from packages_ui import views
 urlpatterns = [
     path("", views.packages, name="packages"),
     path("upload/", views.package_upload, name="packages_upload"),
+    # The PyPI legacy upload API (twine, uv publish, poetry publish), with publish tokens.
+    path("legacy/", views.legacy_upload, name="packages_legacy_upload"),
     path("files/<int:file_id>/", views.package_state, name="packages_file_state"),
     path("files/<int:file_id>/delete/", views.package_delete, name="packages_file_delete"),
     path("restart/", views.packages_restart, name="packages_restart"),

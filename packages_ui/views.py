@@ -256,3 +256,9 @@ def token_revoke(request: HttpRequest, index_id: int, credential_id: int) -> Htt
     provisioning_services.credential_revoke(credential=credential, actor=request.user, request=request)
     messages.success(request, f"Revoked {credential.username}. It stops working at once.")
     return redirect("packages_tokens", index.pk)
+
+
+@csrf_exempt
+def legacy_upload(request: HttpRequest, index_id: int) -> HttpResponse:
+    # Placeholder on the integration branch only: the upload API lands with issue 9.
+    return HttpResponse("Not yet available.", status=501)

@@ -196,6 +196,11 @@ class PrivateIndex(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("index_detail", args=[self.pk])
 
+    @property
+    def upload_url(self) -> str:
+        """Where twine, `uv publish` and `poetry publish` send files: the portal, never the index."""
+        return settings.PORTAL_BASE_URL.rstrip("/") + reverse("packages_legacy_upload", args=[self.pk])
+
     # --- state
     def can_transition_to(self, state: str) -> bool:
         return state in TRANSITIONS[self.state]
