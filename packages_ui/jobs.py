@@ -1,18 +1,25 @@
-"""RQ jobs of the package page: each takes an id and calls one service."""
+"""RQ jobs of the package page: each takes an id and calls one service. Enqueued by dotted path
+from packages_ui.services (queue and timeout are set there, where the job is asked for)."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django_rq import job
-
 from packages_ui import services
+from provisioning.models import PACKAGE_STATES, PrivateIndex
 
 
-@job(services.QUEUE, timeout=settings.PACKAGES_RESTART_JOB_TIMEOUT_SECONDS)
-def restart_packages(index_id: int) -> None:
-    services.packages_restart_perform(index_id)
+def refresh_packages(index_id: int) -> None:
+    services.packages_refresh_perform(index_id)
 
 
-@job(services.QUEUE, timeout=settings.PACKAGES_MIRROR_TIMEOUT_SECONDS)
 def mirror_packages(run_id: int) -> None:
     services.mirror_perform(run_id)
+
+
+def check_package_integrity(index_id: int) -> None:
+    services.packages_integrity_check(index=PrivateIndex.objects.select_related("team").get(pk=index_id))
+
+
+def check_fleet_integrity() -> None:
+    """Queue an integrity check for every index that serves packages (run by the scheduler)."""
+    for index in PrivateIndex.objects.filter(state__in=PACKAGE_STATES):
+        services.integrity_check_enqueue(index=index)

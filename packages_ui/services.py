@@ -1,14 +1,18 @@
-"""Everything that changes what an index serves: store, delete, resync, restart, mirror.
+"""Everything that changes what an index serves: store, delete, refresh, integrity check, mirror.
 
-Every write goes through the driver (`write_file` under a temporary name + rename), after the
-file passed `validation.validate_distribution`. After a batch of changes one coalesced restart
-job per index restarts pypiserver and confirms, through the index's own /simple/<project>/ page
-with the portal's internal read token, that every new file is served.
+One write path: the drag-and-drop page, the upload API (twine) and mirror runs all call
+`package_store`, which validates the file, enforces PyPI's immutability rules, writes it to the
+package share and records it. Nothing else writes to an index's packages, and the index serves
+only what the manifest lists (packages_ui/manifest.py). After a batch, one coalesced refresh job
+per index writes the manifest (the index server picks it up without a restart) and confirms,
+through the index's own /simple/<project>/ page with the portal's internal read token, that every
+new file is served.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -18,38 +22,45 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import django_rq
 import redis
 import requests
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from packaging.requirements import InvalidRequirement, Requirement
 
-from packages_ui.models import MirrorRun, PackageFile
+from packages_ui.manifest import index_manifest
+from packages_ui.models import MirrorRun, PackageFile, UnrecordedFile
 from packages_ui.receiving import ReceivedFile
 from packages_ui.validation import (
     DistributionError,
-    DistributionName,
+    ValidatedDistribution,
+    distribution_identity,
     file_sha256,
-    parse_distribution_filename,
     sha256_of_chunks,
     validate_distribution,
 )
 from portal.audit import audit_record
 from portal.queueing import enqueue_after_commit, queue_now
 from provisioning.drivers.base import DriverError, get_driver
-from provisioning.models import IndexState, PrivateIndex, ProvisioningStep, is_portal_admin
+from provisioning.models import IndexCredential, PrivateIndex, is_portal_admin
 from provisioning.services import index_lock, index_spec, portal_read_credential
-from provisioning.spec import SHARE_PACKAGES
+from provisioning.spec import MANIFEST_PATH, METADATA_DIR, SHARE_CONFIG, SHARE_PACKAGES
 
 logger = logging.getLogger(__name__)
 
 QUEUE = "packages"
+# Jobs are named by dotted path, so this module need not import jobs.py (which imports it).
+REFRESH_JOB = "packages_ui.jobs.refresh_packages"
+MIRROR_JOB = "packages_ui.jobs.mirror_packages"
+INTEGRITY_JOB = "packages_ui.jobs.check_package_integrity"
 # Python versions and platforms offered by "Mirror from PyPI" (pip's --python-version/--platform).
 MIRROR_PYTHON_VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14"]
 MIRROR_PLATFORMS = [
@@ -61,6 +72,10 @@ MIRROR_PLATFORMS = [
     "macosx_11_0_arm64",
     "macosx_10_9_x86_64",
 ]
+IMMUTABILITY_RULE = (
+    "Versions are immutable: a file name, or the same project, version and tags spelled differently, "
+    "can be published once per index, also after a deletion. Publish a new version instead."
+)
 
 
 def _redis():
@@ -68,23 +83,47 @@ def _redis():
 
 
 def _pending_key(index_id: int) -> str:
-    return f"packages:restart-pending:{index_id}"
+    return f"packages:refresh-pending:{index_id}"
 
 
 def _running_key(index_id: int) -> str:
-    return f"packages:restart-running:{index_id}"
+    return f"packages:refresh-running:{index_id}"
 
 
 def _queued_key(index_id: int) -> str:
-    return f"packages:restart-queued:{index_id}"
+    return f"packages:refresh-queued:{index_id}"
 
 
-def _file_lock(index_id: int, filename: str):
-    # Two uploads of the same name must not both pass the duplicate check and both write.
-    return _redis().lock(f"lock:package:{index_id}:{filename}", timeout=3600, blocking_timeout=5)
+def _identity_lock(index_id: int, identity: str):
+    # Two uploads of the same file (in any spelling) must not both pass the duplicate check.
+    return _redis().lock(f"lock:package:{index_id}:{identity}", timeout=3600, blocking_timeout=5)
+
+
+def metadata_path(filename: str) -> str:
+    """Where a wheel's PEP 658 metadata file lives on the package share."""
+    return f"{METADATA_DIR}/{filename}.metadata"
 
 
 # --- storing and deleting
+
+
+def _taken_error(index: PrivateIndex, filename: str, identity: str) -> DistributionError | None:
+    """Why `filename` cannot be published on the index, or None when it can."""
+    taken = index.package_files.filter(Q(filename=filename) | Q(identity=identity)).first()
+    if taken is None:
+        if index.unrecorded_files.filter(path=filename).exists():
+            return DistributionError(
+                f"A file named {filename} is on the index's share but was not published through the portal. "
+                "An admin must resolve it on the package page first.",
+                code="duplicate",
+            )
+        return None
+    if taken.filename != filename:
+        what = f"{filename} is the same file as {taken.filename}"
+    else:
+        what = f"{filename} already exists"
+    when = " (deleted since)" if taken.is_deleted else ""
+    return DistributionError(f"File already exists: {what} on this index{when}. {IMMUTABILITY_RULE}", code="duplicate")
 
 
 def package_store(
@@ -92,232 +131,191 @@ def package_store(
     index: PrivateIndex,
     received: ReceivedFile,
     actor,
-    overwrite: bool = False,
     source: str = PackageFile.Source.UPLOAD,
+    credential: IndexCredential | None = None,
     request: HttpRequest | None = None,
-    schedule_restart: bool = True,
+    schedule_refresh: bool = True,
 ) -> PackageFile:
     """Validate the received file and write it to the index's package share, then record it.
     Raises DistributionError (with a message for the uploader) and writes nothing when the file
-    is invalid or already present. Only a portal admin may overwrite an existing file."""
+    is invalid or was ever published on this index, in any spelling."""
     if not index.accepts_packages:
         raise DistributionError("The index is not ready; try again once it is.", code="index")
-    overwrite = overwrite and actor is not None and is_portal_admin(actor)
-    # Cheap refusal before reading the whole archive; re-checked under the lock below.
-    if not overwrite and PackageFile.objects.filter(index=index, filename=received.filename).exists():
-        raise _duplicate_error(received.filename)
+    # Cheap refusal before reading the whole archive; checked again under the lock below.
+    try:
+        identity = distribution_identity(received.filename)
+    except DistributionError:
+        identity = ""  # validation below says what is wrong with the name
+    if identity and (error := _taken_error(index, received.filename, identity)):
+        raise error
     started = time.perf_counter()
     checked = validate_distribution(received.path, received.filename, sha256=received.sha256)
     validated = time.perf_counter()
-    lock = _file_lock(index.pk, checked.filename)
+    lock = _identity_lock(index.pk, checked.identity)
     if not lock.acquire():
         raise DistributionError(f"{checked.filename} is being uploaded by someone else right now.", code="duplicate")
     try:
-        existing = PackageFile.objects.filter(index=index, filename=checked.filename).first()
-        if existing is not None and not overwrite:
-            raise _duplicate_error(checked.filename)
-        spec = index_spec(index)
-        try:
-            with open(received.path, "rb") as source_file:
-                # Flat on the share, as pypiserver expects.
-                get_driver().write_file(spec, SHARE_PACKAGES, checked.filename, source_file, size=checked.size)
-        except DriverError as exc:
-            raise DistributionError(
-                f"The file could not be written to the index: {exc.message}", code="storage"
-            ) from exc
+        if error := _taken_error(index, checked.filename, checked.identity):
+            raise error
+        _write_distribution(index, received.path, checked)
         logger.info(
             "Stored %s on %s: validated in %.2f s, written in %.2f s.",
             checked.filename, index.name, validated - started, time.perf_counter() - validated,
         )  # fmt: skip
         with transaction.atomic():
-            fields = {
-                "project": checked.project, "version": checked.version, "kind": checked.kind,
-                "size": checked.size, "sha256": checked.sha256, "uploaded_by": actor,
-                "uploaded_at": timezone.now(), "source": source, "state": PackageFile.State.STORED, "live_at": None,
-            }  # fmt: skip
-            package = PackageFile.objects.update_or_create(index=index, filename=checked.filename, defaults=fields)[0]
-            audit_record(
-                action="package.overwritten" if existing else "package.stored", actor=actor, obj=index,
-                request=request, details={"filename": checked.filename, "sha256": checked.sha256, "source": source},
+            package = PackageFile.objects.create(
+                index=index, filename=checked.filename, identity=checked.identity, project=checked.project,
+                version=checked.version, kind=checked.kind, size=checked.size, sha256=checked.sha256,
+                requires_python=checked.requires_python or "", metadata_sha256=_metadata_sha256(checked),
+                uploaded_by=actor if getattr(actor, "is_authenticated", False) else None,
+                uploaded_via=credential.label if credential else "", source=source,
             )  # fmt: skip
-            if schedule_restart:
-                restart_request(index=index)
+            details = {"filename": checked.filename, "sha256": checked.sha256, "source": source}
+            if credential is not None:
+                details |= {"token_label": credential.label, "username": credential.username}
+            audit_record(action="package.stored", actor=actor, obj=index, request=request, details=details)
+            if schedule_refresh:
+                refresh_request(index=index)
     finally:
         with contextlib.suppress(Exception):
             lock.release()
     return package
 
 
-def _duplicate_error(filename: str) -> DistributionError:
-    return DistributionError(
-        f"{filename} already exists on this index. Versions are immutable: publish a new version instead.",
-        code="duplicate",
-    )
+def _metadata_sha256(checked: ValidatedDistribution) -> str:
+    return sha256_of_chunks([checked.metadata]) if checked.metadata else ""
+
+
+def _write_distribution(index: PrivateIndex, path: Path, checked: ValidatedDistribution) -> None:
+    """The file (flat on the share, as pypiserver expects) and, for a wheel, its metadata file.
+    Either both are written or neither is left behind."""
+    spec, driver = index_spec(index), get_driver()
+    written: list[str] = []
+    try:
+        with open(path, "rb") as source_file:
+            driver.write_file(spec, SHARE_PACKAGES, checked.filename, source_file, size=checked.size)
+        written.append(checked.filename)
+        if checked.metadata:
+            data = checked.metadata
+            driver.write_file(spec, SHARE_PACKAGES, metadata_path(checked.filename), io.BytesIO(data), size=len(data))
+    except (DriverError, OSError) as exc:
+        for done in written:
+            with contextlib.suppress(DriverError, OSError):
+                driver.delete_file(spec, SHARE_PACKAGES, done)
+        message = exc.message if isinstance(exc, DriverError) else (exc.strerror or str(exc))
+        raise DistributionError(f"The file could not be written to the index: {message}", code="storage") from exc
 
 
 def package_delete(*, index: PrivateIndex, package: PackageFile, actor, request: HttpRequest | None = None) -> None:
-    """Remove the file from the share and its record; the next restart stops serving it.
-    Raises ValidationError when the share cannot be changed."""
+    """Stop serving the file and remove it from the share. Admins only: a published file is
+    something others may depend on. The row stays (state deleted), so the name stays taken.
+    Raises PermissionDenied, or ValidationError when the share cannot be changed."""
+    if not is_portal_admin(actor):
+        raise PermissionDenied("Only a portal admin can delete a published file.")
     if package.index_id != index.pk:
         raise ValueError(f"{package.filename} is not on {index.name}.")
-    try:
-        get_driver().delete_file(index_spec(index), SHARE_PACKAGES, package.filename)
-    except DriverError as exc:
-        raise ValidationError(f"The file could not be deleted: {exc.message}") from exc
+    if package.is_deleted:
+        return
     with transaction.atomic():
-        package.delete()
+        package.state, package.deleted_at = PackageFile.State.DELETED, timezone.now()
+        package.save(update_fields=["state", "deleted_at"])
         audit_record(action="package.deleted", actor=actor, obj=index, request=request,
                      details={"filename": package.filename, "sha256": package.sha256})  # fmt: skip
-        restart_request(index=index)
-
-
-def packages_resync(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> dict[str, list[str]]:
-    """Make the records match the share: add rows for files found there, drop rows whose file
-    is gone, re-hash files whose size changed. Files that are not distributions are reported.
-    Raises ValidationError when the share cannot be read."""
-    spec = index_spec(index)
-    driver = get_driver()
-    rows = {p.filename: p for p in index.package_files.all()}
-    report: dict[str, list[str]] = {"added": [], "removed": [], "updated": [], "ignored": []}
-    names: dict[str, DistributionName] = {}
-    # Read (and hash) the share first: that can take long, and no transaction waits on it.
+    # Served no more before its bytes go: the manifest first, then the share.
+    refresh_manifest(index)
+    spec, driver = index_spec(index), get_driver()
     try:
-        on_share = {f.path: f for f in driver.list_files(spec, SHARE_PACKAGES)}
-        for path in on_share:
-            try:
-                names[path] = parse_distribution_filename(path)
-            except DistributionError:
-                report["ignored"].append(path)
-        hashes = {
-            path: sha256_of_chunks(driver.read_file(spec, SHARE_PACKAGES, path))
-            for path in names
-            if path not in rows or rows[path].size != on_share[path].size
-        }
+        driver.delete_file(spec, SHARE_PACKAGES, package.filename)
+        driver.delete_file(spec, SHARE_PACKAGES, metadata_path(package.filename))
     except DriverError as exc:
-        raise ValidationError(f"The share could not be read: {exc.message}") from exc
-
-    with transaction.atomic():
-        for filename, row in rows.items():
-            if filename not in on_share:
-                row.delete()
-                report["removed"].append(filename)
-        for path, sha256 in hashes.items():
-            found, name, row = on_share[path], names[path], rows.get(path)
-            if row is None:
-                # get_or_create: an upload may have recorded the file since the rows were read.
-                _row, created = PackageFile.objects.get_or_create(
-                    index=index, filename=path,
-                    defaults={
-                        "project": name.project, "version": name.version, "kind": name.kind, "size": found.size,
-                        "sha256": sha256, "source": PackageFile.Source.RESYNC,
-                        "uploaded_at": found.modified or timezone.now(),
-                    },
-                )  # fmt: skip
-                if created:
-                    report["added"].append(path)
-            else:
-                row.size, row.sha256, row.state, row.live_at = found.size, sha256, PackageFile.State.STORED, None
-                row.save(update_fields=["size", "sha256", "state", "live_at"])
-                report["updated"].append(path)
-        audit_record(action="packages.resynced", actor=actor, obj=index, request=request,
-                     details={k: len(v) for k, v in report.items()})  # fmt: skip
-        if report["added"] or report["removed"] or report["updated"]:
-            restart_request(index=index)
-    return report
+        raise ValidationError(f"The file is no longer served but could not be removed: {exc.message}") from exc
 
 
-# --- the coalesced restart
+# --- going live: the manifest
 
 
-def restart_request(*, index: PrivateIndex) -> None:
-    """Ask for a restart of the index once the current transaction commits.
+def refresh_manifest(index: PrivateIndex) -> bool:
+    """Write the index's manifest when it differs from the one on the share; True when written.
+    Raises DriverError."""
+    return get_driver().write_if_changed(index_spec(index), SHARE_CONFIG, MANIFEST_PATH, index_manifest(index))
+
+
+def refresh_request(*, index: PrivateIndex) -> None:
+    """Ask for a refresh of the index once the current transaction commits.
 
     Coalescing: a "pending" flag says some change is not yet live; a "queued" marker makes sure
-    at most one restart job waits in the queue per index. A running job clears "queued" as it
-    starts, so a change that arrives during a restart queues the next one, which waits for the
+    at most one refresh job waits in the queue per index. A running job clears "queued" as it
+    starts, so a change that arrives during a refresh queues the next one, which waits for the
     index lock and then picks up everything that arrived meanwhile.
     """
     index_id = index.pk
 
     def enqueue() -> None:
-        from packages_ui import jobs
-
         conn = _redis()
         conn.set(_pending_key(index_id), "1")
-        timeout = settings.PACKAGES_RESTART_JOB_TIMEOUT_SECONDS
+        timeout = settings.PACKAGES_REFRESH_JOB_TIMEOUT_SECONDS
         if conn.set(_queued_key(index_id), "1", nx=True, ex=timeout * 2):
             # No job id: the "queued" marker already keeps it to one waiting job per index.
-            queue_now(QUEUE).enqueue(
-                jobs.restart_packages, index_id, job_timeout=timeout, result_ttl=0, failure_ttl=7 * 86400
-            )
+            queue_now(QUEUE).enqueue(REFRESH_JOB, index_id, job_timeout=timeout, result_ttl=0, failure_ttl=7 * 86400)
 
     transaction.on_commit(enqueue)
 
 
-def packages_restart(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
-    """A restart asked for on the package page (e.g. files stored but not yet seen served)."""
+def packages_refresh(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
+    """A refresh asked for on the package page (e.g. files stored but not yet seen served)."""
     if not index.accepts_packages:
-        raise ValidationError(f"The index is {index.get_state_display().lower()}; pypiserver cannot be restarted now.")
+        raise ValidationError(f"The index is {index.get_state_display().lower()}; it cannot be refreshed now.")
     with transaction.atomic():
-        audit_record(action="packages.restart_requested", actor=actor, obj=index, request=request)
-        restart_request(index=index)
+        audit_record(action="packages.refresh_requested", actor=actor, obj=index, request=request)
+        refresh_request(index=index)
 
 
-def restart_is_pending(index: PrivateIndex) -> bool:
+def refresh_is_pending(index: PrivateIndex) -> bool:
     pending, queued, running = _redis().mget(_pending_key(index.pk), _queued_key(index.pk), _running_key(index.pk))
     return pending is not None or queued is not None or int(running or 0) > 0
 
 
-def packages_restart_perform(index_id: int) -> None:
-    """Restart pypiserver, then mark live every stored file the index is seen serving.
-    Loops while changes keep arriving, so a burst of uploads costs one or two restarts."""
+def packages_refresh_perform(index_id: int) -> None:
+    """Write the manifest, then mark live every stored file the index is seen serving.
+    Loops while changes keep arriving, so a burst of uploads costs one or two refreshes."""
     conn = _redis()
     # Counted, not a flag: a second job may wait for the lock while the first runs. The expiry
     # cleans up after a worker killed mid-job.
     conn.incr(_running_key(index_id))
-    conn.expire(_running_key(index_id), settings.PACKAGES_RESTART_JOB_TIMEOUT_SECONDS * 2)
+    conn.expire(_running_key(index_id), settings.PACKAGES_REFRESH_JOB_TIMEOUT_SECONDS * 2)
     conn.delete(_queued_key(index_id))
     try:
-        _restart_until_settled(conn, index_id)
+        _refresh_until_settled(conn, index_id)
     finally:
         conn.decr(_running_key(index_id))
 
 
-def _restart_until_settled(conn: redis.Redis, index_id: int) -> None:
+def _refresh_until_settled(conn: redis.Redis, index_id: int) -> None:
     with index_lock(index_id):
         while conn.getdel(_pending_key(index_id)) is not None:
             index = PrivateIndex.objects.select_related("team").get(pk=index_id)
             if not index.accepts_packages:
-                logger.info("Index %s is %s; no package restart.", index_id, index.state)
+                logger.info("Index %s is %s; no refresh.", index_id, index.state)
                 return
-            waiting = list(index.package_files.filter(state=PackageFile.State.STORED))
-            spec = index_spec(index)
+            waiting = list(index.package_files.served().filter(state=PackageFile.State.STORED))
             started = time.monotonic()
             try:
-                get_driver().restart(spec)
+                refresh_manifest(index)
             except DriverError as exc:
-                index.refresh_from_db()
-                # Only an index still in service fails here: a teardown requested meanwhile
-                # (DELETING) goes on regardless of this restart.
-                if index.accepts_packages:
-                    index.transition_to(
-                        IndexState.FAILED, failed_operation=ProvisioningStep.Operation.RESTART,
-                        failed_step="restart", error=exc.message,
-                    )  # fmt: skip
-                audit_record(action="packages.restart_failed", obj=index, details={"error": exc.message})
+                # The index keeps serving what it served: nothing is down, the new files wait.
+                audit_record(action="packages.refresh_failed", obj=index, details={"error": exc.message})
                 raise
             live = served_check(index=index, packages=waiting)
-            now = timezone.now()
             PackageFile.objects.filter(pk__in=[p.pk for p in live], state=PackageFile.State.STORED).update(
-                state=PackageFile.State.LIVE, live_at=now
+                state=PackageFile.State.LIVE, live_at=timezone.now()
             )
             missing = [p.filename for p in waiting if p not in live]
             audit_record(
-                action="packages.restarted", obj=index,
+                action="packages.refreshed", obj=index,
                 details={"live": len(live), "not_served": missing, "seconds": round(time.monotonic() - started, 2)},
             )  # fmt: skip
             if missing:
-                logger.warning("Index %s does not serve %s after a restart.", index.name, ", ".join(missing))
+                logger.warning("Index %s does not serve %s after a refresh.", index.name, ", ".join(missing))
 
 
 HREF_RE = re.compile(r'href="([^"]+)"')
@@ -362,13 +360,164 @@ def served_check(*, index: PrivateIndex, packages: Iterable[PackageFile]) -> lis
                     logger.info("Served check of %s/%s: %s", index.name, project, exc)
                     continue
                 for package in [p for p in waiting if p.project == project]:
-                    if served.get(package.filename) in {package.sha256, ""}:
+                    if served.get(package.filename) == package.sha256:
                         live.append(package)
                         waiting.remove(package)
             if not waiting or time.monotonic() > deadline:
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
     return live
+
+
+# --- the truth on the share: integrity check and adoption
+
+
+@dataclass
+class IntegrityReport:
+    """What the share holds beside the records: files that changed or went missing, and files
+    the portal did not write. `adopted`/`refused` are filled by packages_resync."""
+
+    changed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unrecorded: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.changed or self.missing or self.unrecorded)
+
+    def summary(self) -> dict[str, int]:
+        return {k: len(v) for k, v in vars(self).items()}
+
+
+def _is_distribution_path(path: str) -> bool:
+    return "/" not in path  # distributions lie flat; metadata files below METADATA_DIR/
+
+
+def packages_integrity_check(*, index: PrivateIndex) -> IntegrityReport:
+    """Compare the package share with the records by sha256 (the whole share is read and hashed:
+    a same-size swap is found too). Changed and missing files are flagged and leave the manifest;
+    unrecorded files are listed for an admin. Nothing found on the share is adopted here.
+    Raises DriverError when the share cannot be read."""
+    spec, driver = index_spec(index), get_driver()
+    on_share = {f.path: f for f in driver.list_files(spec, SHARE_PACKAGES) if _is_distribution_path(f.path)}
+    # Hash outside any transaction: this can take long on a big share.
+    hashes = {path: sha256_of_chunks(driver.read_file(spec, SHARE_PACKAGES, path)) for path in on_share}
+    report = IntegrityReport()
+    rows = {p.filename: p for p in index.package_files.all()}
+    now = timezone.now()
+    with transaction.atomic():
+        served_before = set(index.package_files.served().values_list("pk", flat=True))
+        for filename, row in rows.items():
+            if row.is_deleted:
+                continue
+            if filename not in hashes:
+                problem = PackageFile.Problem.MISSING
+                report.missing.append(filename)
+            elif hashes[filename] != row.sha256:
+                problem = PackageFile.Problem.CHANGED
+                report.changed.append(filename)
+            else:
+                problem = PackageFile.Problem.NONE
+            row.problem, row.checked_at = problem, now
+            row.save(update_fields=["problem", "checked_at"])
+        # A deleted file whose bytes are back on the share is as unrecorded as a foreign one.
+        unrecorded = {p: on_share[p] for p in hashes if p not in rows or rows[p].is_deleted}
+        index.unrecorded_files.exclude(path__in=list(unrecorded)).delete()
+        for path, found in unrecorded.items():
+            UnrecordedFile.objects.update_or_create(
+                index=index, path=path, defaults={"size": found.size, "sha256": hashes[path]}
+            )
+            report.unrecorded.append(path)
+        if set(index.package_files.served().values_list("pk", flat=True)) != served_before:
+            refresh_request(index=index)
+        if not report.clean:
+            audit_record(action="packages.integrity_problems", obj=index, details=report.summary())
+    return report
+
+
+def packages_resync(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> IntegrityReport:
+    """An admin's resync: the integrity check, then every unrecorded file that passes the same
+    checks as an upload (validation and immutability) is adopted and recorded as found on the
+    share. Changed files are never adopted: their published bytes stay the record.
+    Raises PermissionDenied, or ValidationError when the share cannot be read."""
+    if not is_portal_admin(actor):
+        raise PermissionDenied("Only a portal admin can adopt files found on the share.")
+    try:
+        report = packages_integrity_check(index=index)
+        for unrecorded in list(index.unrecorded_files.all()):
+            outcome = _adopt(index, unrecorded, actor)
+            (report.refused if outcome else report.adopted).append(
+                f"{unrecorded.path}: {outcome}" if outcome else unrecorded.path
+            )
+    except DriverError as exc:
+        raise ValidationError(f"The share could not be read: {exc.message}") from exc
+    audit_record(action="packages.resynced", actor=actor, obj=index, request=request, details=report.summary())
+    return report
+
+
+def _adopt(index: PrivateIndex, unrecorded: UnrecordedFile, actor) -> str:
+    """Record one unrecorded file after the upload checks; '' when adopted, else why not."""
+    spec, driver = index_spec(index), get_driver()
+    with tempfile.TemporaryDirectory(prefix="portal-adopt-") as tmp:
+        path = Path(tmp) / "file"
+        with open(path, "wb") as out:
+            for chunk in driver.read_file(spec, SHARE_PACKAGES, unrecorded.path):
+                out.write(chunk)
+        received = ReceivedFile(path=path, filename=unrecorded.path, sha256=file_sha256(path))
+        try:
+            identity = distribution_identity(unrecorded.path)
+            if error := _taken_error_ignoring(index, unrecorded.path, identity):
+                return error
+            checked = validate_distribution(received.path, received.filename, sha256=received.sha256)
+        except DistributionError as exc:
+            return exc.message
+        if checked.metadata:
+            data = checked.metadata
+            driver.write_file(spec, SHARE_PACKAGES, metadata_path(checked.filename), io.BytesIO(data), size=len(data))
+    with transaction.atomic():
+        PackageFile.objects.create(
+            index=index, filename=checked.filename, identity=checked.identity, project=checked.project,
+            version=checked.version, kind=checked.kind, size=checked.size, sha256=checked.sha256,
+            requires_python=checked.requires_python or "", metadata_sha256=_metadata_sha256(checked),
+            source=PackageFile.Source.RESYNC, checked_at=timezone.now(),
+        )  # fmt: skip
+        unrecorded.delete()
+        audit_record(action="package.adopted", actor=actor, obj=index,
+                     details={"filename": checked.filename, "sha256": checked.sha256})  # fmt: skip
+        refresh_request(index=index)
+    return ""
+
+
+def _taken_error_ignoring(index: PrivateIndex, filename: str, identity: str) -> str:
+    """Like _taken_error, but the unrecorded file itself does not count against its own name."""
+    taken = index.package_files.filter(Q(filename=filename) | Q(identity=identity)).first()
+    if taken is None:
+        return ""
+    return f"{filename} was published on this index before ({taken.filename}); {IMMUTABILITY_RULE}"
+
+
+def integrity_check_enqueue(*, index: PrivateIndex) -> None:
+    enqueue_after_commit(
+        QUEUE, INTEGRITY_JOB, index.pk, job_id=f"packages-integrity-{index.pk}",
+        job_timeout=settings.PACKAGES_INTEGRITY_JOB_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 86400,
+    )  # fmt: skip
+
+
+def unrecorded_remove(
+    *, index: PrivateIndex, unrecorded: UnrecordedFile, actor, request: HttpRequest | None = None
+) -> None:
+    """An admin removes a file the portal did not write from the share."""
+    if not is_portal_admin(actor):
+        raise PermissionDenied("Only a portal admin can remove files found on the share.")
+    try:
+        get_driver().delete_file(index_spec(index), SHARE_PACKAGES, unrecorded.path)
+    except DriverError as exc:
+        raise ValidationError(f"The file could not be removed: {exc.message}") from exc
+    audit_record(action="package.unrecorded_removed", actor=actor, obj=index, request=request,
+                 details={"filename": unrecorded.path, "sha256": unrecorded.sha256})  # fmt: skip
+    unrecorded.delete()
 
 
 # --- mirror from PyPI
@@ -416,10 +565,8 @@ def mirror_request(
         )  # fmt: skip
         audit_record(action="packages.mirror_requested", actor=actor, obj=index, request=request,
                      details={"requirements": lines, "python": python_version, "platform": platform})  # fmt: skip
-        from packages_ui import jobs
-
         enqueue_after_commit(
-            QUEUE, jobs.mirror_packages, run.pk, job_id=f"packages-mirror-{run.pk}",
+            QUEUE, MIRROR_JOB, run.pk, job_id=f"packages-mirror-{run.pk}",
             job_timeout=settings.PACKAGES_MIRROR_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 86400,
         )  # fmt: skip
     return run
@@ -496,7 +643,7 @@ def mirror_perform(run_id: int) -> None:
             process.wait()
         if any(r["outcome"] == "stored" for r in results):
             # Files stored before a failure are served too.
-            restart_request(index=run.index)
+            refresh_request(index=run.index)
 
 
 def _mirror_store_one(run: MirrorRun, path: Path) -> dict[str, str]:
@@ -507,7 +654,7 @@ def _mirror_store_one(run: MirrorRun, path: Path) -> dict[str, str]:
     try:
         package_store(
             index=run.index, received=received, actor=run.requested_by, source=PackageFile.Source.MIRROR,
-            schedule_restart=False,
+            schedule_refresh=False,
         )  # fmt: skip
     except DistributionError as exc:
         return {"filename": path.name, "outcome": "rejected", "message": exc.message}

@@ -20,8 +20,9 @@ def _record_line(path: str, data: bytes) -> str:
     return f"{path},sha256={digest},{len(data)}"
 
 
-def metadata_text(name: str, version: str) -> str:
-    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test package\n\n"
+def metadata_text(name: str, version: str, requires_python: str | None = None) -> str:
+    requires = f"Requires-Python: {requires_python}\n" if requires_python else ""
+    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test package\n{requires}\n"
 
 
 def build_wheel(
@@ -35,19 +36,23 @@ def build_wheel(
     extra_files: dict[str, bytes] | None = None,
     payload_bytes: int = 0,
     compression: int = zipfile.ZIP_DEFLATED,
+    tag: str = "py3-none-any",
+    requires_python: str | None = None,
 ) -> Path:
     """A pure-Python wheel installable by pip. `meta_*` let a test lie in METADATA;
     `payload_bytes` adds a stored (uncompressed, random) data file to make a big wheel."""
     dist = name.replace("-", "_").replace(".", "_")
     module = dist.lower()
-    filename = filename or f"{dist}-{version}-py3-none-any.whl"
+    filename = filename or f"{dist}-{version}-{tag}.whl"
     info = f"{dist}-{version}.dist-info"
+    wheel = f"Wheel-Version: 1.0\nGenerator: portal-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
     files: dict[str, bytes] = {
         f"{module}/__init__.py": f'VERSION = "{version}"\n'.encode(),
-        f"{info}/METADATA": metadata_text(meta_name or name, meta_version or version).encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: portal-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/METADATA": metadata_text(meta_name or name, meta_version or version, requires_python).encode(),
+        f"{info}/WHEEL": wheel.encode(),
     }
     files.update(extra_files or {})
+    Path(directory).mkdir(parents=True, exist_ok=True)
     path = Path(directory) / filename
     with zipfile.ZipFile(path, "w", compression=compression) as archive:
         record = []

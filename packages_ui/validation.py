@@ -77,6 +77,9 @@ class ValidatedDistribution:
     version: str
     size: int
     sha256: str
+    identity: str = ""
+    metadata: bytes | None = None
+    requires_python: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ def validate_distribution(
     else:
         metadata = _check_tar(path, name, size, limits)
     _check_metadata(metadata, name)
+    headers = BytesParser(policy=compat32).parsebytes(metadata, headersonly=True)
     return ValidatedDistribution(
         filename=filename,
         kind=name.kind,
@@ -177,7 +181,24 @@ def validate_distribution(
         version=name.version,
         size=size,
         sha256=sha256 or file_sha256(path),
+        identity=distribution_identity(filename),
+        metadata=metadata if name.kind == "wheel" else None,
+        requires_python=(headers.get("Requires-Python") or "").strip() or None,
     )
+
+
+def distribution_identity(filename: str) -> str:
+    """PROVISIONAL (validation branch replaces it)."""
+    from packaging.utils import canonicalize_version, parse_sdist_filename, parse_wheel_filename
+
+    try:
+        if filename.endswith(".whl"):
+            n, v, b, t = parse_wheel_filename(filename)
+            return f"wheel:{n}:{canonicalize_version(v)}:{''.join(str(x) for x in b) if b else ''}:{'.'.join(sorted(str(x) for x in t))}"
+        n, v = parse_sdist_filename(filename)
+        return f"sdist:{n}:{canonicalize_version(v)}"
+    except Exception as exc:
+        raise DistributionError(str(exc), code="name") from exc
 
 
 def _bomb_error(limits: Limits) -> DistributionError:

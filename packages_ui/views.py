@@ -49,7 +49,7 @@ def _page_url(index: PrivateIndex) -> str:
 
 def _projects(index: PrivateIndex, query: str) -> list[dict]:
     """Projects → versions (newest first) → files, filtered by a substring of project or file."""
-    files = index.package_files.select_related("uploaded_by")
+    files = index.package_files.present().select_related("uploaded_by")
     if query:
         files = files.filter(Q(filename__icontains=query) | Q(project__icontains=query))
     projects = []
@@ -71,19 +71,20 @@ def packages(request: HttpRequest, index_id: int) -> HttpResponse:
         "projects": _projects(index, query),
         "can_publish": index.can_publish(request.user),
         "is_admin": is_portal_admin(request.user),
-        "restart_pending": services.restart_is_pending(index),
-        "waiting": index.package_files.filter(state=PackageFile.State.STORED).exists(),
+        "refresh_pending": services.refresh_is_pending(index),
+        "waiting": index.package_files.served().filter(state=PackageFile.State.STORED).exists(),
+        "problems": index.package_files.present().exclude(problem=PackageFile.Problem.NONE),
+        "unrecorded": index.unrecorded_files.all(),
+        "immutability_rule": services.IMMUTABILITY_RULE,
         "max_upload_bytes": settings.PACKAGES_MAX_UPLOAD_BYTES,
     }
     template = "packages_ui/packages.html#listing" if request.htmx else "packages_ui/packages.html"
     return render(request, template, context)
 
 
-def _store(request: HttpRequest, index: PrivateIndex, received, overwrite: bool) -> dict:
+def _store(request: HttpRequest, index: PrivateIndex, received) -> dict:
     try:
-        package = services.package_store(
-            index=index, received=received, actor=request.user, overwrite=overwrite, request=request
-        )
+        package = services.package_store(index=index, received=received, actor=request.user, request=request)
     except DistributionError as exc:
         return {"filename": received.filename, "ok": False, "message": exc.message}
     return {"filename": package.filename, "ok": True, "package": package}
@@ -102,12 +103,11 @@ def package_upload(request: HttpRequest, index_id: int) -> HttpResponse:
 def _package_upload(request: HttpRequest, index_id: int, handler: HashingUploadHandler) -> HttpResponse:
     """Raw body (the upload script, one file per request, `?filename=`) or multipart (the form)."""
     index = _publishable_index(request, index_id)
-    overwrite = request.GET.get("overwrite") == "1" or request.POST.get("overwrite") == "1"
     results = []
     if request.content_type == "multipart/form-data":
         for uploaded in request.FILES.getlist("files"):
             with received_from_form(uploaded) as received:
-                results.append(_store(request, index, received, overwrite))
+                results.append(_store(request, index, received))
         # Files over the limit were dropped while the form was parsed (HashingUploadHandler).
         results += [{"filename": name, "ok": False, "message": too_large_error().message} for name in handler.too_large]
         if not results:
@@ -116,7 +116,7 @@ def _package_upload(request: HttpRequest, index_id: int, handler: HashingUploadH
         filename = request.GET.get("filename", "")
         try:
             with receive_raw_body(request, filename) as received:
-                results.append(_store(request, index, received, overwrite))
+                results.append(_store(request, index, received))
         except DistributionError as exc:
             results.append({"filename": filename, "ok": False, "message": exc.message})
     if not request.htmx:
@@ -139,35 +139,52 @@ def package_state(request: HttpRequest, index_id: int, file_id: int) -> HttpResp
     return render(request, "packages_ui/packages.html#result", {"index": index, "result": result})
 
 
+def _admin_index(request: HttpRequest, index_id: int) -> PrivateIndex:
+    index = _visible_index(request, index_id)
+    if not is_portal_admin(request.user):
+        raise PermissionDenied("Only a portal admin can do this: published files are immutable.")
+    return index
+
+
 @login_required
 @require_POST
 def package_delete(request: HttpRequest, index_id: int, file_id: int) -> HttpResponse:
-    index = _publishable_index(request, index_id)
-    package = get_object_or_404(index.package_files, pk=file_id)
-    done = f"Deleted {package.filename}. The index stops serving it after the restart."
+    index = _admin_index(request, index_id)
+    package = get_object_or_404(index.package_files.present(), pk=file_id)
+    done = f"Deleted {package.filename}. The index no longer serves it; its name cannot be used again."
     perform_index_action(request, index, services.package_delete, done, package=package)
     return redirect(_page_url(index))
 
 
 @login_required
 @require_POST
-def packages_restart(request: HttpRequest, index_id: int) -> HttpResponse:
+def unrecorded_remove(request: HttpRequest, index_id: int, unrecorded_id: int) -> HttpResponse:
+    index = _admin_index(request, index_id)
+    unrecorded = get_object_or_404(index.unrecorded_files, pk=unrecorded_id)
+    done = f"Removed {unrecorded.path} from the share."
+    perform_index_action(request, index, services.unrecorded_remove, done, unrecorded=unrecorded)
+    return redirect(_page_url(index))
+
+
+@login_required
+@require_POST
+def packages_refresh(request: HttpRequest, index_id: int) -> HttpResponse:
     index = _publishable_index(request, index_id)
-    perform_index_action(request, index, services.packages_restart, "pypiserver restarts in a moment.")
+    perform_index_action(request, index, services.packages_refresh, "The index is being refreshed.")
     return redirect(_page_url(index))
 
 
 @login_required
 @require_POST
 def packages_resync(request: HttpRequest, index_id: int) -> HttpResponse:
-    index = _publishable_index(request, index_id)
-    report: dict[str, list[str]] = {}
+    index = _admin_index(request, index_id)
+    report: dict[str, int] = {}
 
     def resync(**kwargs) -> None:
-        report.update(services.packages_resync(**kwargs))
+        report.update(services.packages_resync(**kwargs).summary())
 
     def summary() -> str:
-        return "Records rebuilt from the share: " + ", ".join(f"{len(v)} {k}" for k, v in report.items()) + "."
+        return "Share checked: " + ", ".join(f"{n} {k}" for k, n in report.items()) + "."
 
     # Lazy: the success message is only formatted once the resync has run, so it gives the counts.
     perform_index_action(request, index, resync, lazy(summary, str)())

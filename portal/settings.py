@@ -190,9 +190,12 @@ PACKAGES_MAX_COMPRESSION_RATIO = env_int("PACKAGES_MAX_COMPRESSION_RATIO", 200)
 # Uploads are streamed to a temporary file; only this much of a multipart body is kept in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 256 * 1024)
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
-# After the restart, how long to wait for every new file to appear on /simple/<project>/.
+# After a refresh, how long to wait for every new file to appear on /simple/<project>/.
 PACKAGES_SERVED_CHECK_TIMEOUT_SECONDS = env_float("PACKAGES_SERVED_CHECK_TIMEOUT_SECONDS", 30.0)
-PACKAGES_RESTART_JOB_TIMEOUT_SECONDS = env_int("PACKAGES_RESTART_JOB_TIMEOUT_SECONDS", 600)
+PACKAGES_REFRESH_JOB_TIMEOUT_SECONDS = env_int("PACKAGES_REFRESH_JOB_TIMEOUT_SECONDS", 600)
+# The integrity check reads and hashes every file on each index's package share.
+PACKAGES_INTEGRITY_CRON = env_str("PACKAGES_INTEGRITY_CRON", "17 * * * *")
+PACKAGES_INTEGRITY_JOB_TIMEOUT_SECONDS = env_int("PACKAGES_INTEGRITY_JOB_TIMEOUT_SECONDS", 3600)
 # Mirror from PyPI: where pip downloads from, and how long one mirror job may take.
 PACKAGES_MIRROR_INDEX_URL = env_str("PACKAGES_MIRROR_INDEX_URL", "https://pypi.org/simple/")
 PACKAGES_MIRROR_TIMEOUT_SECONDS = env_int("PACKAGES_MIRROR_TIMEOUT_SECONDS", 900)

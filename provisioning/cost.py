@@ -21,8 +21,7 @@ BILLED_STATES = frozenset(
     {IndexState.PROVISIONING, IndexState.READY, IndexState.RESTARTING, IndexState.FAILED, IndexState.DELETING}
 )
 _CENTS = Decimal("0.01")
-_PLACEHOLDER = Placement(hostname="cost.invalid", https_port=443, http_port=80, read_port=8080,
-                         publish_port=8081, tls="acme")  # fmt: skip
+_PLACEHOLDER = Placement(hostname="cost.invalid", https_port=443, http_port=80, server_port=8080, tls="acme")
 
 
 def size_resources(size: str) -> tuple[float, float, int]:

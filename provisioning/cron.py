@@ -11,6 +11,8 @@ from __future__ import annotations
 from django.conf import settings
 from rq import cron
 
+from packages_ui import jobs as package_jobs
+from packages_ui import services as package_services
 from provisioning import check_jobs, checks, jobs
 
 cron.register(
@@ -31,4 +33,14 @@ cron.register(
     job_timeout=600,
     result_ttl=3600,
     name="reconcile-indexes",
+)
+
+# Every file an index serves must be what was published: the share is compared with the records.
+cron.register(
+    package_jobs.check_fleet_integrity,
+    queue_name=package_services.QUEUE,
+    cron=settings.PACKAGES_INTEGRITY_CRON,
+    job_timeout=600,
+    result_ttl=3600,
+    name="package-integrity-check",
 )

@@ -190,7 +190,7 @@ def _package_annotations() -> dict:
             "storage_used": F("health__latest__storage_bytes"),
             "last_upload": F("health__latest__last_upload_at"),
         }
-    files = package_file.objects.filter(index=OuterRef("pk")).order_by().values("index")
+    files = package_file.objects.present().filter(index=OuterRef("pk")).order_by().values("index")
     return {
         "package_count": Coalesce(Subquery(files.annotate(n=Count("pk")).values("n")), 0),
         "storage_used": Coalesce(Subquery(files.annotate(total=Sum("size")).values("total")), 0),

@@ -127,6 +127,8 @@ TRANSITIONS: dict[str, set[str]] = {
 ACTIVE_STATES = {S.REQUESTED, S.PROVISIONING, S.RESTARTING, S.DELETING}
 # Names stay taken while the index exists in any form.
 NAME_HOLDING_STATES = set(IndexState.values) - {S.DELETED, S.DENIED}
+# Serving, so packages can be added (a restart in progress picks them up next).
+PACKAGE_STATES = frozenset({S.READY, S.RESTARTING})
 
 
 class InvalidTransition(Exception):
@@ -233,7 +235,7 @@ class PrivateIndex(models.Model):
     @property
     def accepts_packages(self) -> bool:
         """Uploads and mirror runs are accepted; a restart in progress picks them up next."""
-        return self.state in {IndexState.READY, IndexState.RESTARTING}
+        return self.state in PACKAGE_STATES
 
     # --- who may do what
     def role_of(self, user) -> str | None:

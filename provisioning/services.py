@@ -7,10 +7,10 @@ every step in ProvisioningStep so the page can show progress and a retry can res
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -24,13 +24,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from passlib.hash import sha256_crypt
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from portal.audit import audit_record
 from portal.queueing import LIVE_JOB_STATES, enqueue_after_commit
 from provisioning.drivers.base import DeployStep, DriverError, get_driver
+from provisioning.index_server import hash_token, verify_token
 from provisioning.models import (
     IndexCredential,
     IndexState,
@@ -39,14 +39,7 @@ from provisioning.models import (
     Team,
     validate_index_name,
 )
-from provisioning.spec import (
-    PUBLISH_HTPASSWD_PATH,
-    READ_HTPASSWD_PATH,
-    SHARE_CONFIG,
-    IndexSpec,
-    Placement,
-    build_index_spec,
-)
+from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, IndexSpec, Placement, build_index_spec
 
 logger = logging.getLogger(__name__)
 
@@ -374,13 +367,6 @@ def index_reconcile() -> dict[str, int]:
 # --- credentials
 
 
-def _hash_password(password: str, *, salt: str | None = None) -> str:
-    # Tokens are 32 random bytes, so a fast-verifying hash is safe; pypiserver checks it on
-    # every request, and a slow hash (sha512_crypt's default) would cost ~0.5 s per pip call.
-    scheme = sha256_crypt.using(rounds=5000, salt=salt) if salt else sha256_crypt.using(rounds=5000)
-    return scheme.hash(password)
-
-
 def portal_read_password(index: PrivateIndex) -> str:
     """The portal's own read token for an index, derived from SECRET_KEY and never stored.
     The portal uses it to confirm that uploaded files are served."""
@@ -391,24 +377,28 @@ def portal_read_credential(index: PrivateIndex) -> tuple[str, str]:
     return PORTAL_USERNAME, portal_read_password(index)
 
 
-def htpasswd_files(index: PrivateIndex) -> dict[str, str]:
-    """The read and publish htpasswd files for the index's active credentials."""
-    active = list(index.credentials.filter(revoked_at=None).order_by("username"))
+def tokens_file(index: PrivateIndex) -> bytes:
+    """The index server's tokens file: every active token (read and publish tokens both read;
+    publishing goes through the portal) and the portal's own, as hashes only."""
     # A salt derived from the index keeps the file identical between writes (see credentials_write).
-    salt = base64.b64encode(hashlib.sha256(f"salt:{index.pk}".encode()).digest(), altchars=b"./")[:16].decode()
-    read = [f"{PORTAL_USERNAME}:{_hash_password(portal_read_password(index), salt=salt)}"]
-    read += [f"{c.username}:{c.password_hash}" for c in active]
-    publish = [f"{c.username}:{c.password_hash}" for c in active if c.kind == IndexCredential.Kind.PUBLISH]
-    return {READ_HTPASSWD_PATH: "\n".join(read) + "\n", PUBLISH_HTPASSWD_PATH: "\n".join(publish) + "\n"}
+    salt = hashlib.sha256(f"salt:{index.pk}".encode()).digest()[:16]
+    tokens = {PORTAL_USERNAME: hash_token(portal_read_password(index), salt=salt)}
+    tokens |= {c.username: c.password_hash for c in index.credentials.filter(revoked_at=None).order_by("username")}
+    return json.dumps({"version": 1, "tokens": tokens}, indent=1, sort_keys=True).encode()
 
 
 def credentials_write(index: PrivateIndex) -> None:
-    """Write both htpasswd files to the config share when they differ from what is there;
-    pypiserver reloads them on change, so no restart is needed."""
-    spec = index_spec(index)
-    driver = get_driver()
-    for path, text in htpasswd_files(index).items():
-        driver.write_if_changed(spec, SHARE_CONFIG, path, text.encode())
+    """Write the tokens file to the config share when it differs from what is there; the index
+    server re-reads it within a second, so no restart is needed."""
+    get_driver().write_if_changed(index_spec(index), SHARE_CONFIG, TOKENS_PATH, tokens_file(index))
+
+
+def credential_authenticate(*, index: PrivateIndex, username: str, password: str) -> IndexCredential | None:
+    """The index's active credential with this username and password, or None."""
+    credential = index.credentials.filter(username=username, revoked_at=None).first()
+    if credential is None or not verify_token(credential.password_hash, password):
+        return None
+    return credential
 
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -437,7 +427,7 @@ def credential_create(
     password = new_password()
     credential = IndexCredential.objects.create(
         index=index, label=label[:100], username=_username(kind, label), kind=kind,
-        password_hash=_hash_password(password), created_by=actor,
+        password_hash=hash_token(password), created_by=actor,
     )  # fmt: skip
     try:
         credentials_write(index)

@@ -1,16 +1,20 @@
 """IndexSpec: everything that defines one private index, built once and handed to a driver.
 
-Both drivers build the same topology from it: Caddy in front of two pypiserver processes that
-share the package folder. The read server answers GET/HEAD and accepts read and publish tokens;
-every other method (twine's upload POST, removals) is routed by Caddy to the publish server,
-which accepts publish tokens only. pypiserver has one auth policy per server, so two servers is
-how read and publish rights are kept apart. Paths in containers are the container paths; the
-local driver maps each mount to a folder.
+Both drivers build the same topology from it: Caddy (HTTPS) in front of one index server,
+pypiserver extended by `provisioning/index_server.py`, which serves only reads: exactly the files
+listed in the manifest the portal writes, to the tokens in the tokens file the portal writes.
+Packages arrive through the portal's upload API and page, never through the index. The server's
+source is written to the config share and run by the stock pypiserver image, so the container
+group needs no image of our own. Paths in containers are the container paths; the local driver
+maps each mount to a folder.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 
@@ -23,16 +27,25 @@ CERTS_MOUNT = "/data"
 CONFIG_MOUNT = "/config"
 PACKAGES_MOUNT = "/data/packages"
 
-# Credential files live on the config share, next to the Caddyfile, not among the packages.
+# The index server's files live on the config share, next to the Caddyfile, not among the packages.
 CADDYFILE_PATH = "Caddyfile"
-READ_HTPASSWD_PATH = "pypiserver/htpasswd-read"
-PUBLISH_HTPASSWD_PATH = "pypiserver/htpasswd-publish"
+INDEX_SERVER_PATH = "index/server.py"
+MANIFEST_PATH = "index/manifest.json"
+TOKENS_PATH = "index/tokens.json"
+# PEP 658 metadata files, on the package share beside what they describe.
+METADATA_DIR = "metadata"
+
+
+@functools.cache
+def index_server_source() -> bytes:
+    """The index server's code, as the portal writes it to every index's config share."""
+    return Path(__file__).with_name("index_server.py").read_bytes()
+
 
 # Ports inside the container group; only Caddy's are public.
 AZURE_HTTP_PORT = 80
 AZURE_HTTPS_PORT = 443
-READ_SERVER_PORT = 8080
-PUBLISH_SERVER_PORT = 8081
+SERVER_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -42,8 +55,7 @@ class Placement:
     hostname: str
     https_port: int
     http_port: int
-    read_port: int
-    publish_port: int
+    server_port: int
     tls: str  # "internal" (Caddy's own CA) or "acme" (Let's Encrypt)
     resources: dict = field(default_factory=dict)  # driver-owned names (resource group, account)
 
@@ -52,6 +64,11 @@ class Placement:
 
     @classmethod
     def from_dict(cls, data: dict) -> Placement:
+        data = dict(data)
+        # Placements kept from the two-server topology: the read server's port is the server's.
+        if "read_port" in data:
+            data.setdefault("server_port", data.pop("read_port"))
+            data.pop("publish_port", None)
         return cls(**data)
 
 
@@ -81,6 +98,17 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class ConfigFile:
+    """A file the portal keeps on the config share. `replace`: rewritten whenever it differs
+    (definitions); otherwise only written when missing (state the portal updates later: the
+    manifest and the tokens, which a retry must not reset)."""
+
+    path: str
+    content: bytes
+    replace: bool = True
+
+
+@dataclass(frozen=True)
 class IndexSpec:
     index_id: int
     name: str
@@ -92,6 +120,7 @@ class IndexSpec:
     public_ports: tuple[int, ...]
     caddyfile: str
     tags: tuple[tuple[str, str], ...]
+    config_files: tuple[ConfigFile, ...] = ()
 
     @property
     def hostname(self) -> str:
@@ -114,8 +143,8 @@ class IndexSpec:
 
 
 def render_caddyfile(placement: Placement) -> str:
-    """Caddy in front of the two pypiserver processes. Only HTTPS is served to clients;
-    with ACME, port 80 answers the HTTP challenge and redirects everything else."""
+    """Caddy in front of the index server. Only HTTPS is served to clients; with ACME, port 80
+    answers the HTTP challenge and redirects everything else."""
     if placement.tls == "internal":
         options = f"""{{
 \tadmin off
@@ -133,44 +162,46 @@ def render_caddyfile(placement: Placement) -> str:
         options = "{\n\tadmin off\n\tpersist_config off\n}\n"
         site = placement.hostname
         tls = ""
+    # The index takes no uploads (they go to the portal), so request bodies stay small. The server
+    # picks up new files without a restart; should it restart anyway, Caddy holds requests until it
+    # answers again (lb_try_duration) instead of failing them.
     return f"""{options}
 {site} {{
 {tls}\trequest_body {{
-\t\tmax_size 2GB
+\t\tmax_size 64KB
 \t}}
-\t@write not method GET HEAD
-\thandle @write {{
-\t\treverse_proxy 127.0.0.1:{placement.publish_port}
-\t}}
-\thandle {{
-\t\treverse_proxy 127.0.0.1:{placement.read_port}
+\treverse_proxy 127.0.0.1:{placement.server_port} {{
+\t\tlb_try_duration 15s
+\t\tlb_try_interval 100ms
 \t}}
 }}
 """
 
 
-def _pypiserver_command(port: int, htpasswd: str) -> tuple[str, ...]:
+def _index_server_command(placement: Placement, name: str) -> tuple[str, ...]:
     return (
-        "pypi-server", "run",
-        "--interface", "127.0.0.1",
-        "--port", str(port),
-        "--passwords", f"{CONFIG_MOUNT}/{htpasswd}",
-        "--authenticate", "download,list,update",
-        "--disable-fallback",
-        "--server", "auto",
-        PACKAGES_MOUNT,
+        "python", f"{CONFIG_MOUNT}/{INDEX_SERVER_PATH}",
+        "--host", "127.0.0.1",
+        "--port", str(placement.server_port),
+        "--manifest", f"{CONFIG_MOUNT}/{MANIFEST_PATH}",
+        "--tokens", f"{CONFIG_MOUNT}/{TOKENS_PATH}",
+        "--packages", PACKAGES_MOUNT,
+        "--realm", name,
     )  # fmt: skip
+
+
+def empty_manifest(name: str) -> bytes:
+    """What a new index serves: nothing (the portal writes the real manifest after each change)."""
+    return json.dumps({"version": 1, "generation": "empty", "index": name, "upload_url": "", "files": []}).encode()
 
 
 def build_index_spec(*, index_id: int, name: str, team: str, size: str, placement: Placement) -> IndexSpec:
     """The whole definition of one index: containers, shares, Caddyfile and tags."""
     sizing = settings.INDEX_SIZES[size]
-    # Caddy is light; pypiserver does the hashing and listing, so it gets the bulk.
+    # Caddy is light (TLS and proxying); the index server gets the rest.
     caddy_cpu, caddy_memory = 0.25, 0.25
-    server_cpu = max(0.25, (sizing["cpu"] - caddy_cpu) / 2)
-    server_memory = max(0.5, (sizing["memory_gb"] - caddy_memory) / 2)
-    config_ro = VolumeMount(SHARE_CONFIG, CONFIG_MOUNT, read_only=True)
-    packages = VolumeMount(SHARE_PACKAGES, PACKAGES_MOUNT)
+    server_cpu = max(0.25, sizing["cpu"] - caddy_cpu)
+    server_memory = max(0.5, sizing["memory_gb"] - caddy_memory)
     caddy = ContainerSpec(
         name="caddy",
         image=settings.CADDY_IMAGE,
@@ -181,23 +212,20 @@ def build_index_spec(*, index_id: int, name: str, team: str, size: str, placemen
         mounts=(VolumeMount(SHARE_CERTS, CERTS_MOUNT), VolumeMount(SHARE_CONFIG, CONFIG_MOUNT)),
         environment=(("XDG_DATA_HOME", CERTS_MOUNT), ("XDG_CONFIG_HOME", CONFIG_MOUNT)),
     )
-    read_server = ContainerSpec(
+    # Read-only mounts: the index server writes nothing; only the portal writes the shares.
+    server = ContainerSpec(
         name="pypiserver",
         image=settings.PYPISERVER_IMAGE,
-        command=_pypiserver_command(placement.read_port, READ_HTPASSWD_PATH),
+        command=_index_server_command(placement, name),
         cpu=server_cpu,
         memory_gb=server_memory,
-        mounts=(packages, config_ro),
-    )
-    publish_server = ContainerSpec(
-        name="pypiserver-publish",
-        image=settings.PYPISERVER_IMAGE,
-        command=_pypiserver_command(placement.publish_port, PUBLISH_HTPASSWD_PATH),
-        cpu=server_cpu,
-        memory_gb=server_memory,
-        mounts=(packages, config_ro),
+        mounts=(
+            VolumeMount(SHARE_PACKAGES, PACKAGES_MOUNT, read_only=True),
+            VolumeMount(SHARE_CONFIG, CONFIG_MOUNT, read_only=True),
+        ),
     )
     quota = sizing["quota_gb"]
+    caddyfile = render_caddyfile(placement)
     return IndexSpec(
         index_id=index_id,
         name=name,
@@ -205,8 +233,14 @@ def build_index_spec(*, index_id: int, name: str, team: str, size: str, placemen
         size=size,
         placement=placement,
         shares=(ShareSpec(SHARE_CERTS, 1), ShareSpec(SHARE_CONFIG, 1), ShareSpec(SHARE_PACKAGES, quota)),
-        containers=(caddy, read_server, publish_server),
+        containers=(caddy, server),
         public_ports=(placement.http_port, placement.https_port),
-        caddyfile=render_caddyfile(placement),
+        caddyfile=caddyfile,
         tags=(("portal-index-id", str(index_id)), ("portal-index", name), ("portal-team", team)),
+        config_files=(
+            ConfigFile(CADDYFILE_PATH, caddyfile.encode()),
+            ConfigFile(INDEX_SERVER_PATH, index_server_source()),
+            ConfigFile(MANIFEST_PATH, empty_manifest(name), replace=False),
+            ConfigFile(TOKENS_PATH, b'{"version": 1, "tokens": {}}', replace=False),
+        ),
     )

@@ -35,7 +35,7 @@ def make_fleet(count: int, *, teams: int = 5, prefix: str = "idx") -> list[Priva
             state=STATES[i % len(STATES)],
             url=f"https://{prefix}-{i:05d}.example.test/simple/",
             deployment={"hostname": f"{prefix}-{i:05d}.example.test", "https_port": 443, "http_port": 80,
-                        "read_port": 8080, "publish_port": 8081, "tls": "acme", "resources": {}},
+                        "server_port": 8080, "tls": "acme", "resources": {}},
             created_at=now - dt.timedelta(minutes=i),
         )
         for i in range(count)
@@ -71,6 +71,7 @@ def make_fleet(count: int, *, teams: int = 5, prefix: str = "idx") -> list[Priva
     )
     PackageFile.objects.bulk_create(
         PackageFile(index=index, project=f"pkg{n}", version="1.0", filename=f"pkg{n}-1.0-py3-none-any.whl",
+                    identity=f"wheel:pkg{n}:1.0::py3-none-any",
                     kind="wheel", size=FILE_SIZE, sha256="0" * 64, uploaded_at=now - dt.timedelta(hours=i % 48))
         for i, index in enumerate(checked)
         for n in range(files_per_index(i))

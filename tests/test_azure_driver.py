@@ -14,12 +14,13 @@ from devtools.azure_emulator.state import new_key
 from provisioning.drivers.azure import TEMP_PREFIX, AzureDriver, dns_label, storage_account_name
 from provisioning.drivers.base import DriverError
 from provisioning.spec import (
-    PUBLISH_HTPASSWD_PATH,
-    READ_HTPASSWD_PATH,
+    MANIFEST_PATH,
     SHARE_CONFIG,
     SHARE_PACKAGES,
+    TOKENS_PATH,
     IndexSpec,
     build_index_spec,
+    index_server_source,
 )
 
 INDEX_ID = 7
@@ -87,12 +88,7 @@ def test_reserve_derives_valid_azure_names_from_any_index_name(settings, name):
     assert re.fullmatch(r"[a-z0-9]{3,24}", resources["storage_account"])
     assert re.fullmatch(r"[a-z][a-z0-9-]{1,61}[a-z0-9]", resources["dns_label"])
     assert placement.hostname == f"{resources['dns_label']}.westeurope.azurecontainer.io"
-    assert (placement.http_port, placement.https_port, placement.read_port, placement.publish_port) == (
-        80,
-        443,
-        8080,
-        8081,
-    )
+    assert (placement.http_port, placement.https_port, placement.server_port) == (80, 443, 8080)
     assert placement.tls == "acme"
 
 
@@ -133,10 +129,10 @@ def test_provision_restart_teardown_cycle_through_the_sdks(azure_emulator, drive
     assert b"".join(driver.read_file(spec, SHARE_CONFIG, "Caddyfile")).decode() == spec.caddyfile
     status = driver.status(spec)
     assert status.is_running
-    assert [c.name for c in status.containers] == ["caddy", "pypiserver", "pypiserver-publish"]
+    assert [c.name for c in status.containers] == ["caddy", "pypiserver"]
 
     driver.restart(spec)
-    assert [c.restart_count for c in driver.status(spec).containers] == [1, 1, 1]
+    assert [c.restart_count for c in driver.status(spec).containers] == [1, 1]
 
     _run(driver.teardown_steps(spec))
     assert _index_resources(azure_emulator, spec) == []
@@ -144,7 +140,7 @@ def test_provision_restart_teardown_cycle_through_the_sdks(azure_emulator, drive
     assert all(r.status < 500 for r in azure_emulator.requests())
 
 
-def test_container_group_sent_matches_the_index_spec(azure_emulator, settings, provisioned):
+def test_container_group_sent_matches_the_index_spec(azure_emulator, settings, driver, provisioned):
     sent = _group_definition(azure_emulator, provisioned)
     containers = {c["name"]: c["properties"] for c in sent["containers"]}
     account = azure_emulator.state.account(provisioned.placement.resources["storage_account"])
@@ -154,19 +150,17 @@ def test_container_group_sent_matches_the_index_spec(azure_emulator, settings, p
     assert sorted(p["port"] for p in sent["ipAddress"]["ports"]) == [80, 443]  # never 8080
     assert sent["ipAddress"]["dnsNameLabel"] == provisioned.placement.resources["dns_label"]
     assert containers["caddy"]["image"] == settings.CADDY_IMAGE
-    assert containers["pypiserver"]["image"] == containers["pypiserver-publish"]["image"] == settings.PYPISERVER_IMAGE
+    assert containers["pypiserver"]["image"] == settings.PYPISERVER_IMAGE
     assert not settings.CADDY_IMAGE.endswith(":latest") and ":" in settings.PYPISERVER_IMAGE
     assert sorted(p["port"] for p in containers["caddy"]["ports"]) == [80, 443]
     assert "ports" not in containers["pypiserver"]
-    for name, htpasswd, port in (
-        ("pypiserver", "htpasswd-read", "8080"),
-        ("pypiserver-publish", "htpasswd-publish", "8081"),
-    ):
-        command = containers[name]["command"]
-        assert command[command.index("--authenticate") + 1] == "download,list,update"
-        assert "--disable-fallback" in command
-        assert command[command.index("--passwords") + 1] == f"/config/pypiserver/{htpasswd}"
-        assert command[command.index("--port") + 1] == port
+    command = containers["pypiserver"]["command"]
+    # The stock pypiserver image runs the index server the portal wrote to the config share.
+    assert command[:2] == ["python", "/config/index/server.py"]
+    assert command[command.index("--port") + 1] == "8080"
+    assert command[command.index("--manifest") + 1] == "/config/index/manifest.json"
+    assert command[command.index("--tokens") + 1] == "/config/index/tokens.json"
+    assert b"".join(driver.read_file(provisioned, SHARE_CONFIG, "index/server.py")) == index_server_source()
     assert {v["name"]: v["azureFile"]["shareName"] for v in sent["volumes"]} == {
         "caddy-certs": "caddy-certs",
         "caddy-config": "caddy-config",
@@ -178,7 +172,7 @@ def test_container_group_sent_matches_the_index_spec(azure_emulator, settings, p
         for c, p in containers.items()
     }
     assert mounts["caddy"] == {("caddy-certs", "/data", False), ("caddy-config", "/config", False)}
-    assert mounts["pypiserver"] == {("pypipackages", "/data/packages", False), ("caddy-config", "/config", True)}
+    assert mounts["pypiserver"] == {("pypipackages", "/data/packages", True), ("caddy-config", "/config", True)}
     for spec_container in provisioned.containers:
         requests = containers[spec_container.name]["resources"]["requests"]
         assert requests["cpu"] == spec_container.cpu
@@ -198,14 +192,16 @@ def test_provisioning_twice_leaves_identical_state_and_creates_nothing(azure_emu
     assert not [r for r in azure_emulator.requests("arm") if r.status == 201]
 
 
-def test_a_retry_never_overwrites_credentials_already_written(azure_emulator, driver, provisioned):
-    secret = b"reader:$5$rounds=5000$salt$hash\n"
-    driver.write_file(provisioned, SHARE_CONFIG, READ_HTPASSWD_PATH, io.BytesIO(secret), size=len(secret))
+def test_a_retry_never_overwrites_the_tokens_or_the_manifest_the_portal_wrote(azure_emulator, driver, provisioned):
+    tokens = b'{"version": 1, "tokens": {"reader": "hmac-sha256$00$00"}}'
+    manifest = b'{"version": 1, "generation": "g1", "files": []}'
+    for path, data in ((TOKENS_PATH, tokens), (MANIFEST_PATH, manifest)):
+        driver.write_file(provisioned, SHARE_CONFIG, path, io.BytesIO(data), size=len(data))
 
     _run(driver.deploy_steps(provisioned))
 
-    assert b"".join(driver.read_file(provisioned, SHARE_CONFIG, READ_HTPASSWD_PATH)) == secret
-    assert b"".join(driver.read_file(provisioned, SHARE_CONFIG, PUBLISH_HTPASSWD_PATH)) == b""
+    assert b"".join(driver.read_file(provisioned, SHARE_CONFIG, TOKENS_PATH)) == tokens
+    assert b"".join(driver.read_file(provisioned, SHARE_CONFIG, MANIFEST_PATH)) == manifest
 
 
 def test_storage_keys_are_fetched_once_per_provisioning_and_never_logged(azure_emulator, driver, spec, caplog):

@@ -5,6 +5,8 @@ recovered without duplicating anything."""
 
 from __future__ import annotations
 
+import json
+
 import contextlib
 import os
 import signal
@@ -20,7 +22,7 @@ from rq.registry import StartedJobRegistry
 
 from provisioning import services
 from provisioning.models import PrivateIndex, ProvisioningStep
-from provisioning.spec import READ_HTPASSWD_PATH, SHARE_CONFIG
+from provisioning.spec import SHARE_CONFIG, TOKENS_PATH
 from tests.azure_fixtures import azure_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +53,8 @@ def test_an_index_goes_ready_with_its_fqdn_url_and_its_credentials_on_the_share(
     assert azure_index.url == f"https://{label}.westeurope.azurecontainer.io/simple/"
     assert set(azure_index.steps.values_list("state", flat=True)) == {ProvisioningStep.State.DONE}
     account = azure_emulator.state.account(azure_index.deployment["resources"]["storage_account"])
-    htpasswd = bytes(account.shares[SHARE_CONFIG].files[READ_HTPASSWD_PATH].data).decode()
-    assert htpasswd.startswith(f"{services.PORTAL_USERNAME}:$5$")
+    tokens = json.loads(bytes(account.shares[SHARE_CONFIG].files[TOKENS_PATH].data))["tokens"]
+    assert tokens[services.PORTAL_USERNAME].startswith("hmac-sha256$")
     page = lead_client.get(azure_index.get_absolute_url())
     assert azure_index.url in page.content.decode()
     assert "Container group" in page.content.decode()

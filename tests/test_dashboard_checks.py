@@ -71,7 +71,7 @@ def test_only_the_last_n_checks_are_kept(settings, requested_index):
 
 def test_a_fleet_check_covers_indexes_with_resources_and_survives_unreachable_hosts(settings, team, lead):
     settings.CERT_CHECK_TIMEOUT_SECONDS = 1.0
-    placement = {"hostname": "localhost", "https_port": 1, "http_port": 2, "read_port": 3, "publish_port": 4,
+    placement = {"hostname": "localhost", "https_port": 1, "http_port": 2, "server_port": 3,
                  "tls": "internal", "resources": {}}  # fmt: skip
     for i in range(3):
         PrivateIndex.objects.create(name=f"gone-{i}", team=team, requested_by=lead, state="ready",
@@ -94,15 +94,17 @@ def test_check_now_queues_one_check_job_per_index(
     assert requested_index.certificate_checks.count() == 1
 
 
-def test_the_cron_config_schedules_the_fleet_check_and_the_reconcile_once_each(settings):
+def test_the_cron_config_schedules_the_fleet_check_the_reconcile_and_the_integrity_check_once_each(settings):
     settings.CERT_CHECK_CRON = "*/30 * * * *"
     settings.RECONCILE_CRON = "*/5 * * * *"
+    settings.PACKAGES_INTEGRITY_CRON = "17 * * * *"
     scheduler = CronScheduler(connection=django_rq.get_connection("default"))
     scheduler.load_config_from_file("provisioning.cron")
     jobs = scheduler.get_jobs()
     assert [(j.func_name, j.queue_name, j.cron) for j in jobs] == [
         ("provisioning.check_jobs.check_fleet", "default", "*/30 * * * *"),
         ("provisioning.jobs.reconcile_indexes", "provisioning", "*/5 * * * *"),
+        ("packages_ui.jobs.check_fleet_integrity", "packages", "17 * * * *"),
     ]
 
 
@@ -122,7 +124,7 @@ def test_certificates_count_as_persisted_only_in_the_index_hosts_own_folder(team
     from provisioning.drivers.base import IndexStatus
     from provisioning.spec import Placement
 
-    placement = Placement(hostname="localhost", https_port=1, http_port=2, read_port=3, publish_port=4, tls="internal")
+    placement = Placement(hostname="localhost", https_port=1, http_port=2, server_port=3, tls="internal")
     index = PrivateIndex.objects.create(name="persist", team=team, requested_by=lead, deployment=placement.as_dict())
     result = CertificateResult(
         host="localhost", port=1, server_name="localhost", status=CertificateStatus.VALID, reason="",

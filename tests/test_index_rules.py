@@ -70,7 +70,7 @@ def test_an_invalid_transition_raises_and_changes_nothing(requested_index):
 def _azure_like_spec():
     placement = Placement(
         hostname="ml-ab12cd.westeurope.azurecontainer.io", https_port=443, http_port=80,
-        read_port=8080, publish_port=8081, tls="acme",
+        server_port=8080, tls="acme",
     )  # fmt: skip
     return build_index_spec(index_id=7, name="ml", team="data", size="medium", placement=placement)
 
@@ -91,21 +91,24 @@ def test_spec_pins_every_image():
         assert not container.image.endswith(":latest")
 
 
-def test_spec_requires_credentials_and_disables_the_pypi_fallback():
+def test_spec_runs_one_index_server_reading_the_portals_manifest_and_tokens_with_read_only_shares():
     spec = _azure_like_spec()
-    read, publish = spec.container("pypiserver"), spec.container("pypiserver-publish")
-    for server, htpasswd in ((read, "htpasswd-read"), (publish, "htpasswd-publish")):
-        args = list(server.command)
-        assert args[args.index("--authenticate") + 1] == "download,list,update"
-        assert "--disable-fallback" in args
-        assert args[args.index("--passwords") + 1].endswith(htpasswd)
+    assert [c.name for c in spec.containers] == ["caddy", "pypiserver"]
+    server = spec.container("pypiserver")
+    args = list(server.command)
+    assert args[:2] == ["python", "/config/index/server.py"]
+    assert args[args.index("--manifest") + 1] == "/config/index/manifest.json"
+    assert args[args.index("--tokens") + 1] == "/config/index/tokens.json"
+    assert all(mount.read_only for mount in server.mounts)
+    assert {f.path: f.replace for f in spec.config_files} == {
+        "Caddyfile": True, "index/server.py": True, "index/manifest.json": False, "index/tokens.json": False,
+    }  # fmt: skip
 
 
-def test_caddyfile_routes_writes_to_the_publish_server_and_reads_to_the_read_server():
+def test_caddyfile_proxies_to_the_index_server_holding_requests_while_it_comes_back():
     caddyfile = _azure_like_spec().caddyfile
-    assert "@write not method GET HEAD" in caddyfile
-    assert "handle @write {\n\t\treverse_proxy 127.0.0.1:8081" in caddyfile
-    assert "handle {\n\t\treverse_proxy 127.0.0.1:8080" in caddyfile
+    assert "reverse_proxy 127.0.0.1:8080 {\n\t\tlb_try_duration 15s" in caddyfile
+    assert "max_size 64KB" in caddyfile  # uploads go to the portal, never to the index
     assert "admin off" in caddyfile
     assert "tls internal" not in caddyfile  # Let's Encrypt in Azure
 

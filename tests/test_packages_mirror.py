@@ -20,7 +20,7 @@ from provisioning.spec import SHARE_PACKAGES, Placement
 @pytest.fixture
 def shelf_index(team, lead) -> PrivateIndex:
     """A ready index whose package share is a folder; no pypiserver runs (the mirror only writes)."""
-    placement = Placement(hostname="localhost", https_port=1, http_port=2, read_port=3, publish_port=4, tls="internal")
+    placement = Placement(hostname="localhost", https_port=1, http_port=2, server_port=3, tls="internal")
     return PrivateIndex.objects.create(
         name="shelf", team=team, requested_by=lead, state="ready", deployment=placement.as_dict()
     )

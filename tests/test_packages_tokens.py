@@ -3,6 +3,7 @@ revocation, permissions. The tokens working against a real index is in test_pack
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,20 +11,22 @@ import pytest
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
-from provisioning.spec import PUBLISH_HTPASSWD_PATH, READ_HTPASSWD_PATH, SHARE_CONFIG, Placement
+from provisioning.index_server import verify_token
+from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, Placement
 
 
 @pytest.fixture
 def shelf_index(team, lead) -> PrivateIndex:
-    """A ready index whose shares are folders; no pypiserver runs (tokens only write htpasswd)."""
-    placement = Placement(hostname="localhost", https_port=1, http_port=2, read_port=3, publish_port=4, tls="internal")
+    """A ready index whose shares are folders; no server runs (tokens only write the tokens file)."""
+    placement = Placement(hostname="localhost", https_port=1, http_port=2, server_port=3, tls="internal")
     return PrivateIndex.objects.create(
         name="shelf", team=team, requested_by=lead, state="ready", deployment=placement.as_dict()
     )
 
 
-def htpasswd(index: PrivateIndex, path: str) -> str:
-    return b"".join(get_driver().read_file(index_spec(index), SHARE_CONFIG, path)).decode()
+def tokens_on_share(index: PrivateIndex) -> dict[str, str]:
+    """username → hash, as the index server reads them."""
+    return json.loads(b"".join(get_driver().read_file(index_spec(index), SHARE_CONFIG, TOKENS_PATH)))["tokens"]
 
 
 def test_member_creates_a_read_token_and_sees_the_password_once_with_snippets(shelf_index, member_client) -> None:
@@ -37,8 +40,7 @@ def test_member_creates_a_read_token_and_sees_the_password_once_with_snippets(sh
     assert password not in credential.password_hash
     assert "pip (Linux and macOS)" in page and "uv" in page and "Poetry" in page
     assert "[distutils]" not in page  # a read token cannot upload, so no twine snippet
-    assert credential.username in htpasswd(shelf_index, READ_HTPASSWD_PATH)
-    assert credential.username not in htpasswd(shelf_index, PUBLISH_HTPASSWD_PATH)
+    assert verify_token(tokens_on_share(shelf_index)[credential.username], password)
     listing = member_client.get(f"/indexes/{shelf_index.pk}/packages/tokens/").content.decode()
     assert credential.username in listing and password not in listing
 
@@ -51,10 +53,10 @@ def test_publisher_creates_a_publish_token_with_a_twine_snippet(shelf_index, pub
     credential = shelf_index.credentials.get()
     assert credential.kind == "publish"
     assert "twine" in page and "[distutils]" in page
-    assert credential.username in htpasswd(shelf_index, PUBLISH_HTPASSWD_PATH)
+    assert credential.username in tokens_on_share(shelf_index)
 
 
-def test_revoking_removes_the_token_from_the_htpasswd_files(shelf_index, publisher_client) -> None:
+def test_revoking_removes_the_token_from_the_tokens_file(shelf_index, publisher_client) -> None:
     publisher_client.post(f"/indexes/{shelf_index.pk}/packages/tokens/", {"label": "CI", "kind": "publish"})
     credential = shelf_index.credentials.get()
 
@@ -63,8 +65,7 @@ def test_revoking_removes_the_token_from_the_htpasswd_files(shelf_index, publish
     credential.refresh_from_db()
     assert response.status_code == 302
     assert credential.revoked_at is not None
-    assert credential.username not in htpasswd(shelf_index, READ_HTPASSWD_PATH)
-    assert credential.username not in htpasswd(shelf_index, PUBLISH_HTPASSWD_PATH)
+    assert credential.username not in tokens_on_share(shelf_index)
 
 
 def test_a_member_cannot_revoke_someone_elses_token(shelf_index, publisher_client, member_client) -> None:

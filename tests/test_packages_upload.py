@@ -1,12 +1,14 @@
 """Upload through the package page onto the local driver's share (no processes needed here):
-bad input refused with nothing written or recorded, duplicates, permissions, coalesced restart,
-resync. The end-to-end path (restart, served check, pip, twine) is in test_packages_e2e.py."""
+bad input refused with nothing written or recorded, immutability, permissions, coalesced
+refresh, integrity check and adoption. The end-to-end path (refresh, served check, pip, twine)
+is in test_packages_e2e.py."""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import io
+import json
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,7 +25,7 @@ from portal.models import AuditEvent
 from provisioning.drivers.base import DriverError, get_driver
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
-from provisioning.spec import SHARE_PACKAGES, Placement
+from provisioning.spec import MANIFEST_PATH, SHARE_CONFIG, SHARE_PACKAGES, Placement
 
 
 @pytest.fixture(params=["local", "azure"])
@@ -42,14 +44,15 @@ def shelf_index(request, team, lead) -> PrivateIndex:
             step.run()
     else:
         index.deployment = Placement(
-            hostname="localhost", https_port=1, http_port=2, read_port=3, publish_port=4, tls="internal"
+            hostname="localhost", https_port=1, http_port=2, server_port=3, tls="internal"
         ).as_dict()
         index.save()
     return index
 
 
 def share_files(index: PrivateIndex) -> list[str]:
-    return [f.path for f in get_driver().list_files(index_spec(index), SHARE_PACKAGES)]
+    """The distributions on the package share (metadata files live below metadata/)."""
+    return [f.path for f in get_driver().list_files(index_spec(index), SHARE_PACKAGES) if "/" not in f.path]
 
 
 def share_raw_entries(index: PrivateIndex) -> list[str]:
@@ -155,7 +158,12 @@ def test_upload_stores_wheel_and_sdist_with_their_records(shelf_index, publisher
     row = PackageFile.objects.get(filename=wheel.name)
     assert (row.project, row.version, row.kind, row.state) == ("demo-pkg", "1.0", "wheel", "stored")
     assert row.uploaded_by == publisher and row.size == wheel.stat().st_size
+    assert row.identity == "wheel:demo-pkg:1::py3-none-any"
     assert "Stored" in with_wheel.content.decode()
+    # PEP 658: the wheel's METADATA, as published, beside it; an sdist has none.
+    metadata = share_bytes(shelf_index, f"metadata/{wheel.name}.metadata")
+    assert metadata.startswith(b"Metadata-Version") and row.metadata_sha256 == hashlib.sha256(metadata).hexdigest()
+    assert PackageFile.objects.get(filename=sdist.name).metadata_sha256 == ""
 
 
 def test_upload_refuses_a_duplicate_file_name(shelf_index, publisher_client, tmp_path) -> None:
@@ -170,37 +178,76 @@ def test_upload_refuses_a_duplicate_file_name(shelf_index, publisher_client, tmp
     assert share_bytes(shelf_index, wheel.name) == wheel.read_bytes()
 
 
-def test_admin_may_overwrite_an_existing_file_explicitly(
-    shelf_index, publisher_client, portal_admin, portal_admin_client, tmp_path
+def test_nobody_replaces_a_published_file_not_even_an_admin(
+    shelf_index, publisher_client, portal_admin_client, tmp_path
 ) -> None:
     wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
     upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
     replacement = build_wheel(tmp_path / "..", "demo-pkg", "1.0", extra_files={"demo_pkg/x.py": b"fixed"})
-    url_name = quote(wheel.name)
 
-    refused = upload(portal_admin_client, shelf_index, replacement.read_bytes(), wheel.name)
-    response = portal_admin_client.generic(
-        "POST", f"/indexes/{shelf_index.pk}/packages/upload/?filename={url_name}&overwrite=1",
-        data=replacement.read_bytes(), content_type="application/octet-stream", HTTP_HX_REQUEST="true",
-    )  # fmt: skip
-
-    assert refused.status_code == 400
-    assert response.status_code == 201
-    row = PackageFile.objects.get()
-    assert row.uploaded_by == portal_admin
-    assert AuditEvent.objects.filter(action="package.overwritten").count() == 1
+    for client in (publisher_client, portal_admin_client):
+        response = client.generic(
+            "POST", f"/indexes/{shelf_index.pk}/packages/upload/?filename={quote(wheel.name)}&overwrite=1",
+            data=replacement.read_bytes(), content_type="application/octet-stream", HTTP_HX_REQUEST="true",
+        )  # fmt: skip
+        assert response.status_code == 400
+        assert "File already exists" in html.unescape(response.content.decode())
+    assert share_bytes(shelf_index, wheel.name) == wheel.read_bytes()
 
 
-def test_publisher_cannot_overwrite_even_when_asking(shelf_index, publisher_client, tmp_path) -> None:
-    wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
-    upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
+IMMUTABILITY = {
+    # first file, second file, stored?  (versions are immutable, whatever the spelling)
+    "same name": (("demo_pkg", "1.0", "py3-none-any"), ("demo_pkg", "1.0", "py3-none-any"), False),
+    "other case and separator": (("foo_bar", "1.0", "py3-none-any"), ("Foo_Bar", "1.0", "py3-none-any"), False),
+    "same PEP 440 version": (("goodpkg", "1.0", "py3-none-any"), ("goodpkg", "1.0.0", "py3-none-any"), False),
+    "extra wheel for the release": (("demo_pkg", "1.0", "py3-none-any"), ("demo_pkg", "1.0", "py2.py3-none-any"), True),
+    "next version": (("demo_pkg", "1.0", "py3-none-any"), ("demo_pkg", "1.1", "py3-none-any"), True),
+}
 
-    response = publisher_client.generic(
-        "POST", f"/indexes/{shelf_index.pk}/packages/upload/?filename={quote(wheel.name)}&overwrite=1",
-        data=wheel.read_bytes(), content_type="application/octet-stream", HTTP_HX_REQUEST="true",
-    )  # fmt: skip
+
+@pytest.mark.parametrize("case", list(IMMUTABILITY), ids=list(IMMUTABILITY))
+def test_immutability_is_decided_by_the_normalized_identity_not_the_spelling(
+    case, shelf_index, publisher_client, tmp_path
+) -> None:
+    first, second, stored = IMMUTABILITY[case]
+    one = build_wheel(tmp_path / "one", *first[:2], tag=first[2])
+    two = build_wheel(tmp_path / "two", *second[:2], tag=second[2])
+    assert upload(publisher_client, shelf_index, one.read_bytes(), one.name).status_code == 201
+
+    response = upload(publisher_client, shelf_index, two.read_bytes(), two.name)
+
+    assert (response.status_code == 201) is stored, html.unescape(response.content.decode())
+    if not stored:
+        assert "File already exists" in html.unescape(response.content.decode())
+        assert share_files(shelf_index) == [one.name]
+        assert share_bytes(shelf_index, one.name) == one.read_bytes()
+
+
+def test_one_sdist_per_release_whatever_its_archive_format(shelf_index, publisher_client, tmp_path) -> None:
+    tarball = build_sdist(tmp_path, "demo-pkg", "1.0")
+    zipped = build_sdist(tmp_path, "demo-pkg", "1.0", fmt="zip")
+    assert upload(publisher_client, shelf_index, tarball.read_bytes(), tarball.name).status_code == 201
+
+    response = upload(publisher_client, shelf_index, zipped.read_bytes(), zipped.name)
 
     assert response.status_code == 400
+    assert f"{zipped.name} is the same file as {tarball.name}" in html.unescape(response.content.decode())
+
+
+def test_a_deleted_file_name_and_version_can_never_be_published_again(
+    shelf_index, publisher_client, portal_admin_client, tmp_path
+) -> None:
+    wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
+    upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
+    row = PackageFile.objects.get()
+    portal_admin_client.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/")
+    other_bytes = build_wheel(tmp_path / "again", "demo-pkg", "1.0", extra_files={"demo_pkg/x.py": b"new"})
+
+    response = upload(publisher_client, shelf_index, other_bytes.read_bytes(), wheel.name)
+
+    assert response.status_code == 400
+    assert "(deleted since)" in html.unescape(response.content.decode())
+    assert share_files(shelf_index) == []
 
 
 def test_multipart_form_upload_works_without_javascript(shelf_index, publisher_client, tmp_path) -> None:
@@ -254,7 +301,7 @@ def test_listing_shows_projects_versions_and_files_and_filters(shelf_index, publ
     assert "<html" not in filtered  # the htmx answer is the listing partial only
 
 
-def test_a_batch_of_uploads_queues_one_restart_job(
+def test_a_batch_of_uploads_queues_one_refresh_job(
     shelf_index, publisher_client, tmp_path, django_capture_on_commit_callbacks
 ) -> None:
     queue = django_rq.get_queue("packages")
@@ -264,57 +311,125 @@ def test_a_batch_of_uploads_queues_one_restart_job(
             assert upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name).status_code == 201
 
     assert queue.count == 1
-    assert services.restart_is_pending(shelf_index)
+    assert services.refresh_is_pending(shelf_index)
 
 
-def test_an_upload_during_a_running_restart_queues_the_next_one(
+def test_an_upload_during_a_running_refresh_queues_the_next_one(
     shelf_index, django_capture_on_commit_callbacks
 ) -> None:
     queue = django_rq.get_queue("packages")
     with django_capture_on_commit_callbacks(execute=True):
-        services.restart_request(index=shelf_index)
+        services.refresh_request(index=shelf_index)
     # What the job does as it starts: from now on a new change needs a new job.
     django_rq.get_connection("packages").delete(services._queued_key(shelf_index.pk))
     with django_capture_on_commit_callbacks(execute=True):
-        services.restart_request(index=shelf_index)
-        services.restart_request(index=shelf_index)
+        services.refresh_request(index=shelf_index)
+        services.refresh_request(index=shelf_index)
 
     assert queue.count == 2
 
 
-def test_delete_removes_file_from_share_and_record(shelf_index, publisher_client, member_client, tmp_path) -> None:
+def manifest_files(index: PrivateIndex) -> list[str]:
+    manifest = b"".join(get_driver().read_file(index_spec(index), SHARE_CONFIG, MANIFEST_PATH))
+    return [f["filename"] for f in json.loads(manifest)["files"]]
+
+
+def test_the_refresh_writes_the_manifest_the_index_serves_from_the_records(
+    shelf_index, publisher_client, tmp_path, monkeypatch
+) -> None:
+    wheel = build_wheel(tmp_path, "demo-pkg", "1.0", requires_python=">=3.9")
+    upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
+    monkeypatch.setattr(services, "served_check", lambda **kwargs: [])  # no index server runs here
+    django_rq.get_connection("packages").set(services._pending_key(shelf_index.pk), "1")
+
+    services.packages_refresh_perform(shelf_index.pk)
+
+    manifest = json.loads(b"".join(get_driver().read_file(index_spec(shelf_index), SHARE_CONFIG, MANIFEST_PATH)))
+    row = PackageFile.objects.get()
+    assert manifest["upload_url"] == shelf_index.upload_url
+    assert manifest["files"] == [{
+        "filename": wheel.name, "project": "demo-pkg", "version": "1.0", "sha256": row.sha256, "size": row.size,
+        "upload_time": row.uploaded_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "requires_python": ">=3.9",
+        "yanked": False, "metadata_sha256": row.metadata_sha256,
+    }]  # fmt: skip
+
+
+def test_only_an_admin_deletes_and_the_file_leaves_the_manifest_before_the_share(
+    shelf_index, publisher_client, member_client, portal_admin_client, tmp_path
+) -> None:
     wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
     upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
     row = PackageFile.objects.get()
+    page = publisher_client.get(f"/indexes/{shelf_index.pk}/packages/").content.decode()
 
-    refused = member_client.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/")
-    response = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/")
+    refused = [c.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/") for c in (member_client, publisher_client)]
+    response = portal_admin_client.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/")
+
+    assert "Only a portal admin can delete a file" in page and "/delete/" not in page
+    assert [r.status_code for r in refused] == [403, 403]
+    assert response.status_code == 302
+    assert share_files(shelf_index) == [] and manifest_files(shelf_index) == []
+    row.refresh_from_db()
+    assert row.state == "deleted" and row.deleted_at is not None
+    assert AuditEvent.objects.filter(action="package.deleted").count() == 1
+
+
+def put_on_share(index: PrivateIndex, path: Path, name: str | None = None) -> None:
+    """What someone with the storage key could do behind the portal's back."""
+    with open(path, "rb") as handle:
+        get_driver().write_file(index_spec(index), SHARE_PACKAGES, name or path.name, handle, size=path.stat().st_size)
+
+
+def test_the_integrity_check_flags_foreign_swapped_and_missing_files_and_serves_none_of_them(
+    shelf_index, publisher_client, tmp_path
+) -> None:
+    kept, swapped, gone = (build_wheel(tmp_path, name, "1.0") for name in ("kept", "swapped", "gone"))
+    for wheel in (kept, swapped, gone):
+        upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
+    # Same size, other bytes: only a hash comparison can tell.
+    same_size = bytearray(swapped.read_bytes())
+    same_size[-30] ^= 1
+    (tmp_path / "swap").mkdir()
+    (tmp_path / "swap" / swapped.name).write_bytes(bytes(same_size))
+    put_on_share(shelf_index, tmp_path / "swap" / swapped.name)
+    get_driver().delete_file(index_spec(shelf_index), SHARE_PACKAGES, gone.name)
+    foreign = build_wheel(tmp_path / "foreign", "foreign", "6.6")
+    put_on_share(shelf_index, foreign)
+
+    report = services.packages_integrity_check(index=shelf_index)
+    services.refresh_manifest(shelf_index)
+
+    assert (report.changed, report.missing, report.unrecorded) == ([swapped.name], [gone.name], [foreign.name])
+    problems = dict(PackageFile.objects.values_list("filename", "problem"))
+    assert problems == {kept.name: "", swapped.name: "changed", gone.name: "missing"}
+    assert manifest_files(shelf_index) == [kept.name]  # never adopted silently, never served
+    page = publisher_client.get(f"/indexes/{shelf_index.pk}/packages/").content.decode()
+    assert "Files the portal did not write" in page and foreign.name in page
+    assert AuditEvent.objects.filter(action="packages.integrity_problems").count() == 1
+
+
+def test_resync_adopts_only_unrecorded_files_that_pass_the_upload_checks(
+    shelf_index, publisher_client, portal_admin_client, tmp_path
+) -> None:
+    published = build_wheel(tmp_path, "published", "1.0")
+    upload(publisher_client, shelf_index, published.read_bytes(), published.name)
+    valid = build_wheel(tmp_path / "valid", "found", "2.0")
+    bad = build_wheel(tmp_path / "bad", "liar", "1.0", meta_name="someone-else")
+    respelled = build_wheel(tmp_path / "respelled", "Published", "1.0.0")
+    for path in (valid, bad, respelled):
+        put_on_share(shelf_index, path)
+
+    refused = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/resync/")
+    response = portal_admin_client.post(f"/indexes/{shelf_index.pk}/packages/resync/", follow=True)
 
     assert refused.status_code == 403
-    assert response.status_code == 302
-    assert share_files(shelf_index) == []
-    assert not PackageFile.objects.exists()
-
-
-def test_resync_rebuilds_records_from_the_share(shelf_index, publisher_client, tmp_path) -> None:
-    kept = build_wheel(tmp_path, "kept", "1.0")
-    gone = build_wheel(tmp_path, "gone", "1.0")
-    for wheel in (kept, gone):
-        upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
-    driver, spec = get_driver(), index_spec(shelf_index)
-    driver.delete_file(spec, SHARE_PACKAGES, gone.name)
-    found = build_wheel(tmp_path, "found", "2.0")
-    with open(found, "rb") as handle:
-        driver.write_file(spec, SHARE_PACKAGES, found.name, handle, size=found.stat().st_size)
-    driver.write_file(spec, SHARE_PACKAGES, "README.txt", io.BytesIO(b"hi"), size=2)
-
-    response = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/resync/")
-
-    assert response.status_code == 302
+    assert response.status_code == 200
     rows = {p.filename: p for p in PackageFile.objects.all()}
-    assert set(rows) == {kept.name, found.name}
-    assert rows[found.name].source == "resync"
-    assert rows[found.name].sha256 == __import__("hashlib").sha256(found.read_bytes()).hexdigest()
+    assert set(rows) == {published.name, valid.name}
+    assert rows[valid.name].source == "resync" and rows[valid.name].uploaded_by is None
+    assert rows[valid.name].sha256 == hashlib.sha256(valid.read_bytes()).hexdigest()
+    assert set(shelf_index.unrecorded_files.values_list("path", flat=True)) == {bad.name, respelled.name}
+    assert "1 adopted" in str(list(response.context["messages"])[0])
 
 
 @override_settings(PACKAGES_MAX_UPLOAD_BYTES=256_000)
@@ -358,25 +473,8 @@ def test_a_duplicate_is_refused_before_the_archive_is_read(
     assert "already exists" in html.unescape(response.content.decode())
 
 
-def test_resync_rehashes_a_changed_file_and_marks_it_not_yet_live(shelf_index, publisher_client, tmp_path) -> None:
-    wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
-    upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
-    PackageFile.objects.update(state=PackageFile.State.LIVE, live_at=timezone.now())
-    changed = build_wheel(tmp_path / "..", "demo-pkg", "1.0", extra_files={"demo_pkg/x.py": b"changed"})
-    with open(changed, "rb") as handle:
-        get_driver().write_file(
-            index_spec(shelf_index), SHARE_PACKAGES, wheel.name, handle, size=changed.stat().st_size
-        )
-
-    publisher_client.post(f"/indexes/{shelf_index.pk}/packages/resync/")
-
-    row = PackageFile.objects.get()
-    assert row.sha256 == hashlib.sha256(changed.read_bytes()).hexdigest()
-    assert (row.state, row.live_at) == ("stored", None)
-
-
 def test_resync_reports_a_share_it_cannot_read_instead_of_failing(
-    shelf_index, publisher_client, tmp_path, monkeypatch
+    shelf_index, portal_admin_client, tmp_path, monkeypatch
 ) -> None:
     found = build_wheel(tmp_path, "found", "2.0")
     with open(found, "rb") as handle:
@@ -386,7 +484,7 @@ def test_resync_reports_a_share_it_cannot_read_instead_of_failing(
         raise DriverError("the share is offline")
 
     monkeypatch.setattr(type(get_driver()), "read_file", unreadable)
-    response = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/resync/", follow=True)
+    response = portal_admin_client.post(f"/indexes/{shelf_index.pk}/packages/resync/", follow=True)
 
     assert response.status_code == 200
     assert [str(m) for m in response.context["messages"]] == [
@@ -396,33 +494,32 @@ def test_resync_reports_a_share_it_cannot_read_instead_of_failing(
     assert not AuditEvent.objects.filter(action="packages.resynced").exists()
 
 
-def test_manual_restart_is_audited_and_refused_for_an_index_out_of_service(
+def test_manual_refresh_is_audited_and_refused_for_an_index_out_of_service(
     shelf_index, publisher_client, django_capture_on_commit_callbacks
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        accepted = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/restart/", follow=True)
+        accepted = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/refresh/", follow=True)
     PrivateIndex.objects.filter(pk=shelf_index.pk).update(state="deleting")
-    refused = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/restart/", follow=True)
+    refused = publisher_client.post(f"/indexes/{shelf_index.pk}/packages/refresh/", follow=True)
 
-    assert [str(m) for m in accepted.context["messages"]] == ["shelf: pypiserver restarts in a moment."]
-    assert AuditEvent.objects.filter(action="packages.restart_requested").count() == 1
-    assert services.restart_is_pending(shelf_index)
+    assert [str(m) for m in accepted.context["messages"]] == ["shelf: The index is being refreshed."]
+    assert AuditEvent.objects.filter(action="packages.refresh_requested").count() == 1
+    assert services.refresh_is_pending(shelf_index)
     assert [str(m) for m in refused.context["messages"]] == [
-        "shelf: The index is deleting; pypiserver cannot be restarted now."
+        "shelf: The index is deleting; it cannot be refreshed now."
     ]
 
 
-def test_a_failed_restart_leaves_an_index_being_torn_down_alone(shelf_index, monkeypatch) -> None:
-    def restart_while_teardown_requested(self, spec):
-        PrivateIndex.objects.filter(pk=shelf_index.pk).update(state="deleting")
-        raise DriverError("pypiserver did not come back")
+def test_a_failed_refresh_keeps_the_index_ready_and_serving_what_it_served(shelf_index, monkeypatch) -> None:
+    def share_offline(self, *args, **kwargs):
+        raise DriverError("the config share is offline")
 
-    monkeypatch.setattr(type(get_driver()), "restart", restart_while_teardown_requested)
+    monkeypatch.setattr(type(get_driver()), "write_if_changed", share_offline)
     django_rq.get_connection("packages").set(services._pending_key(shelf_index.pk), "1")
 
     with pytest.raises(DriverError):
-        services.packages_restart_perform(shelf_index.pk)
+        services.packages_refresh_perform(shelf_index.pk)
 
     shelf_index.refresh_from_db()
-    assert shelf_index.state == "deleting"
-    assert AuditEvent.objects.filter(action="packages.restart_failed").count() == 1
+    assert shelf_index.state == "ready"
+    assert AuditEvent.objects.filter(action="packages.refresh_failed").count() == 1

@@ -1,5 +1,5 @@
 """The Azure driver: one storage account with three Azure File shares and one container group
-(Caddy in front of two pypiserver processes) per index, built with the Azure SDKs.
+(Caddy in front of the index server) per index, built with the Azure SDKs.
 
 This is the only module that imports azure.*. Clients are created lazily from settings (ARM
 base URL, file endpoint template, CA bundle), so the same code runs against Azure and against
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import re
 import threading
 import time
@@ -59,12 +58,7 @@ from provisioning.drivers.base import (
 from provisioning.spec import (
     AZURE_HTTP_PORT,
     AZURE_HTTPS_PORT,
-    CADDYFILE_PATH,
-    PUBLISH_HTPASSWD_PATH,
-    PUBLISH_SERVER_PORT,
-    READ_HTPASSWD_PATH,
-    READ_SERVER_PORT,
-    SHARE_CONFIG,
+    SERVER_PORT,
     IndexSpec,
     Placement,
 )
@@ -267,8 +261,7 @@ class AzureDriver(Driver):
             hostname=f"{label}.{location}.azurecontainer.io",
             https_port=AZURE_HTTPS_PORT,
             http_port=AZURE_HTTP_PORT,
-            read_port=READ_SERVER_PORT,
-            publish_port=PUBLISH_SERVER_PORT,
+            server_port=SERVER_PORT,
             tls="acme",
             resources={
                 "driver": self.name,
@@ -305,7 +298,7 @@ class AzureDriver(Driver):
                 "File shares " + ", ".join(s.name for s in spec.shares),
                 lambda: self._ensure_shares(spec),
             ),
-            DeployStep("config", "Write the Caddy configuration", lambda: self._write_config(spec)),
+            DeployStep("config", "Write the Caddy and index server configuration", lambda: self.write_config(spec)),
             DeployStep(
                 "container_group",
                 f"Container group {names['container_group']}",
@@ -414,23 +407,9 @@ class AzureDriver(Driver):
             except AzureError as exc:
                 raise to_driver_error(exc, doing) from exc
 
-    def _write_config(self, spec: IndexSpec) -> None:
-        """The Caddyfile (rewritten only when it differs) and empty htpasswd files when there
-        are none yet: credentials already written by the portal are never overwritten."""
-        self.write_if_changed(spec, SHARE_CONFIG, CADDYFILE_PATH, spec.caddyfile.encode())
-
-        def write(share: ShareClient) -> None:
-            for path in (READ_HTPASSWD_PATH, PUBLISH_HTPASSWD_PATH):
-                try:
-                    share.get_file_client(path).get_file_properties()
-                except ResourceNotFoundError:
-                    self._upload(share, path, io.BytesIO(b""), 0, temporary=False)
-
-        self._file_call(spec, "Writing the Caddy configuration", write, SHARE_CONFIG)
-
     def container_group_model(self, spec: IndexSpec, account_key: str) -> aci.ContainerGroup:
         """The container group for `spec`: Caddy publishing 80/443 (nothing else is public) in
-        front of the two pypiserver processes, each share mounted as an Azure File volume."""
+        front of the index server, each share mounted as an Azure File volume."""
         names = self._names(spec)
         volumes = [
             aci.Volume(

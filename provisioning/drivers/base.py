@@ -157,6 +157,21 @@ class Driver(abc.ABC):
         self.write_file(spec, share, path, io.BytesIO(data), size=len(data))
         return True
 
+    def write_config(self, spec: IndexSpec) -> None:
+        """Write the spec's configuration files to the config share: definitions when they
+        differ, the portal's state files (manifest, tokens) only when missing, so a retry never
+        resets what the portal wrote since."""
+        for config in spec.config_files:
+            if config.replace:
+                self.write_if_changed(spec, SHARE_CONFIG, config.path, config.content)
+                continue
+            try:
+                self.read_file(spec, SHARE_CONFIG, config.path).close()  # raises when it is missing
+            except DriverError as exc:
+                if not exc.permanent:
+                    raise
+                self.write_file(spec, SHARE_CONFIG, config.path, io.BytesIO(config.content), size=len(config.content))
+
     def halt(self, spec: IndexSpec) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Stop whatever still runs for an index whose provisioning failed, keeping its data so a
         retry can resume. Default: nothing runs unattended."""

@@ -1,4 +1,4 @@
-"""The local driver: each index is two pypiserver processes and one Caddy on this machine.
+"""The local driver: each index is Caddy and the index server, as processes on this machine.
 
 The three shares are three folders under LOCAL_DRIVER_DATA_DIR/<id>-<name>/. Process ids live in
 pid files there (the driver's own state, like a container group's in Azure), so any worker can
@@ -39,16 +39,7 @@ from provisioning.drivers.base import (
     ShareFile,
     check_share_path,
 )
-from provisioning.spec import (
-    CADDYFILE_PATH,
-    PUBLISH_HTPASSWD_PATH,
-    READ_HTPASSWD_PATH,
-    SHARE_CERTS,
-    SHARE_CONFIG,
-    ContainerSpec,
-    IndexSpec,
-    Placement,
-)
+from provisioning.spec import SHARE_CERTS, ContainerSpec, IndexSpec, Placement
 
 logger = logging.getLogger(__name__)
 
@@ -116,14 +107,14 @@ class LocalDriver(Driver):
             for placement_file in self.data_dir.glob("*/placement.json"):
                 with contextlib.suppress(OSError, ValueError):
                     data = json.loads(placement_file.read_text())
-                    taken |= {data[k] for k in ("https_port", "http_port", "read_port", "publish_port")}
+                    taken |= {v for k, v in data.items() if k.endswith("_port")}
             ports: list[int] = []
             for port in _port_range():
                 if port not in taken and _port_is_free(port):
                     ports.append(port)
-                    if len(ports) == 4:
+                    if len(ports) == 3:
                         break
-            if len(ports) < 4:
+            if len(ports) < 3:
                 raise DriverError(
                     f"No free ports left in LOCAL_DRIVER_PORT_RANGE ({settings.LOCAL_DRIVER_PORT_RANGE}): "
                     "delete an index or widen the range.",
@@ -133,8 +124,7 @@ class LocalDriver(Driver):
                 hostname="localhost",
                 https_port=ports[0],
                 http_port=ports[1],
-                read_port=ports[2],
-                publish_port=ports[3],
+                server_port=ports[2],
                 tls="internal",
             )
             index_dir = self.index_dir(index_id, name)
@@ -146,9 +136,9 @@ class LocalDriver(Driver):
     def deploy_steps(self, spec: IndexSpec) -> list[DeployStep]:
         return [
             DeployStep("shares", "Create the three shares", lambda: self._create_shares(spec)),
-            DeployStep("config", "Write the Caddy and pypiserver configuration", lambda: self._write_config(spec)),
+            DeployStep("config", "Write the Caddy and index server configuration", lambda: self.write_config(spec)),
             DeployStep(
-                "pypiserver", "Start pypiserver (read and publish)", lambda: self._start_servers(spec), rerun=True
+                "pypiserver", "Start the index server (pypiserver)", lambda: self._start_server(spec), rerun=True
             ),
             DeployStep("caddy", "Start Caddy with HTTPS", lambda: self._start_caddy(spec), rerun=True),
             DeployStep("health", "Check the index answers over HTTPS", lambda: self._wait_healthy(spec), rerun=True),
@@ -167,20 +157,9 @@ class LocalDriver(Driver):
         for sub in ("run", "logs"):
             (self._dir(spec) / sub).mkdir(parents=True, exist_ok=True)
 
-    def _write_config(self, spec: IndexSpec) -> None:
-        config = self.share_dir(spec, SHARE_CONFIG)
-        (config / CADDYFILE_PATH).write_text(spec.caddyfile)
-        for path in (READ_HTPASSWD_PATH, PUBLISH_HTPASSWD_PATH):
-            target = config / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():  # never overwrite credentials on a retry
-                target.write_text("")
-
-    def _start_servers(self, spec: IndexSpec) -> None:
-        for name in ("pypiserver", "pypiserver-publish"):
-            self._ensure_process(spec, spec.container(name))
-        self._wait_tcp(spec.placement.read_port)
-        self._wait_tcp(spec.placement.publish_port)
+    def _start_server(self, spec: IndexSpec) -> None:
+        self._ensure_process(spec, spec.container("pypiserver"))
+        self._wait_tcp(spec.placement.server_port)
 
     def _start_caddy(self, spec: IndexSpec) -> None:
         self._ensure_process(spec, spec.container("caddy"))

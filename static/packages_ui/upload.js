@@ -90,7 +90,6 @@
     var input = form.querySelector('input[type="file"]');
     var target = form.querySelector(".drop-target");
     var results = document.querySelector(form.getAttribute("data-results"));
-    var overwrite = form.querySelector("#upload-overwrite");
     var queue = [];
     var running = 0;
     form.classList.add("js-upload");
@@ -100,7 +99,6 @@
         var job = queue.shift();
         running += 1;
         var url = form.getAttribute("data-upload-url") + "?filename=" + encodeURIComponent(job.file.name);
-        if (overwrite && overwrite.checked) url += "&overwrite=1";
         send(url, job.file, job.li, function () {
           running -= 1;
           if (!queue.length && !running) document.body.dispatchEvent(new CustomEvent("packages-changed"));
