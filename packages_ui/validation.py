@@ -194,7 +194,8 @@ def distribution_identity(filename: str) -> str:
     try:
         if filename.endswith(".whl"):
             n, v, b, t = parse_wheel_filename(filename)
-            return f"wheel:{n}:{canonicalize_version(v)}:{''.join(str(x) for x in b) if b else ''}:{'.'.join(sorted(str(x) for x in t))}"
+            build_tag = "".join(str(x) for x in b) if b else ""
+            return f"wheel:{n}:{canonicalize_version(v)}:{build_tag}:{'.'.join(sorted(str(x) for x in t))}"
         n, v = parse_sdist_filename(filename)
         return f"sdist:{n}:{canonicalize_version(v)}"
     except Exception as exc:

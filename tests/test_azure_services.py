@@ -5,9 +5,8 @@ recovered without duplicating anything."""
 
 from __future__ import annotations
 
-import json
-
 import contextlib
+import json
 import os
 import signal
 import subprocess

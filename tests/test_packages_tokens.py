@@ -9,9 +9,9 @@ import re
 import pytest
 
 from provisioning.drivers.base import get_driver
+from provisioning.index_server import verify_token
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
-from provisioning.index_server import verify_token
 from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, Placement
 
 

@@ -16,7 +16,6 @@ import django_rq
 import pytest
 from django.test import Client
 from django.test.utils import override_settings
-from django.utils import timezone
 
 from packages_ui import services
 from packages_ui.models import PackageFile
@@ -362,7 +361,9 @@ def test_only_an_admin_deletes_and_the_file_leaves_the_manifest_before_the_share
     row = PackageFile.objects.get()
     page = publisher_client.get(f"/indexes/{shelf_index.pk}/packages/").content.decode()
 
-    refused = [c.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/") for c in (member_client, publisher_client)]
+    refused = [
+        c.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/") for c in (member_client, publisher_client)
+    ]
     response = portal_admin_client.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/")
 
     assert "Only a portal admin can delete a file" in page and "/delete/" not in page
@@ -429,7 +430,7 @@ def test_resync_adopts_only_unrecorded_files_that_pass_the_upload_checks(
     assert rows[valid.name].source == "resync" and rows[valid.name].uploaded_by is None
     assert rows[valid.name].sha256 == hashlib.sha256(valid.read_bytes()).hexdigest()
     assert set(shelf_index.unrecorded_files.values_list("path", flat=True)) == {bad.name, respelled.name}
-    assert "1 adopted" in str(list(response.context["messages"])[0])
+    assert "1 adopted" in str(next(iter(response.context["messages"])))
 
 
 @override_settings(PACKAGES_MAX_UPLOAD_BYTES=256_000)
