@@ -65,6 +65,7 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 HEALTH_PATH = "/health"
 RELOAD_INTERVAL = 0.25  # seconds between stat() calls on the watched files, only while serving
+FRESH_INTERVAL = 0.02  # the same, before refusing credentials (bounds stat() calls under a flood)
 API_VERSION = "1.1"  # PEP 691 + PEP 700
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_V1_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -325,9 +326,12 @@ class Watched(Generic[T]):
         self._next_check = 0.0
         self._lock = threading.Lock()
 
-    def get(self) -> T:
+    def get(self, *, fresh: bool = False) -> T:
+        """The current value; `fresh` checks the files now (at most every FRESH_INTERVAL), for a
+        caller that would otherwise refuse something the files may have just allowed."""
         now = time.monotonic()
-        if now >= self._next_check and self._lock.acquire(blocking=False):
+        due = self._next_check - (RELOAD_INTERVAL - FRESH_INTERVAL if fresh else 0)
+        if now >= due and self._lock.acquire(blocking=False):
             try:
                 self._next_check = now + RELOAD_INTERVAL
                 signature = tuple(_stat_signature(path) for path in self.paths)
@@ -371,7 +375,8 @@ class IndexState:
         return self._snapshot.get()
 
     def check_token(self, username: str, password: str) -> bool:
-        return self._tokens.get().check(username, password)
+        # A token created a moment ago works at once: a refusal looks at the tokens file again.
+        return self._tokens.get().check(username, password) or self._tokens.get(fresh=True).check(username, password)
 
 
 # --- the pypiserver backend -----------------------------------------------------------------------

@@ -67,6 +67,7 @@ def index_spec(index: PrivateIndex) -> IndexSpec:
         team=index.team.slug,
         size=index.size,
         placement=Placement.from_dict(index.deployment),
+        upload_url=index.upload_url,
     )
 
 

@@ -190,12 +190,15 @@ def _index_server_command(placement: Placement, name: str) -> tuple[str, ...]:
     )  # fmt: skip
 
 
-def empty_manifest(name: str) -> bytes:
+def empty_manifest(name: str, upload_url: str) -> bytes:
     """What a new index serves: nothing (the portal writes the real manifest after each change)."""
-    return json.dumps({"version": 1, "generation": "empty", "index": name, "upload_url": "", "files": []}).encode()
+    manifest = {"version": 1, "generation": "empty", "index": name, "upload_url": upload_url, "files": []}
+    return json.dumps(manifest).encode()
 
 
-def build_index_spec(*, index_id: int, name: str, team: str, size: str, placement: Placement) -> IndexSpec:
+def build_index_spec(
+    *, index_id: int, name: str, team: str, size: str, placement: Placement, upload_url: str = ""
+) -> IndexSpec:
     """The whole definition of one index: containers, shares, Caddyfile and tags."""
     sizing = settings.INDEX_SIZES[size]
     # Caddy is light (TLS and proxying); the index server gets the rest.
@@ -240,7 +243,7 @@ def build_index_spec(*, index_id: int, name: str, team: str, size: str, placemen
         config_files=(
             ConfigFile(CADDYFILE_PATH, caddyfile.encode()),
             ConfigFile(INDEX_SERVER_PATH, index_server_source()),
-            ConfigFile(MANIFEST_PATH, empty_manifest(name), replace=False),
+            ConfigFile(MANIFEST_PATH, empty_manifest(name, upload_url), replace=False),
             ConfigFile(TOKENS_PATH, b'{"version": 1, "tokens": {}}', replace=False),
         ),
     )
