@@ -43,7 +43,7 @@ from packages_ui.validation import (
 from portal.audit import audit_record
 from portal.queueing import enqueue_after_commit, queue_now
 from provisioning.drivers.base import DriverError, get_driver
-from provisioning.models import IndexState, PrivateIndex, ProvisioningStep, is_portal_admin
+from provisioning.models import IndexCredential, IndexState, PrivateIndex, ProvisioningStep, is_portal_admin
 from provisioning.services import index_lock, index_spec, portal_read_credential
 from provisioning.spec import SHARE_PACKAGES
 
@@ -96,10 +96,12 @@ def package_store(
     source: str = PackageFile.Source.UPLOAD,
     request: HttpRequest | None = None,
     schedule_restart: bool = True,
+    credential: IndexCredential | None = None,
 ) -> PackageFile:
     """Validate the received file and write it to the index's package share, then record it.
     Raises DistributionError (with a message for the uploader) and writes nothing when the file
-    is invalid or already present. Only a portal admin may overwrite an existing file."""
+    is invalid or already present. Only a portal admin may overwrite an existing file.
+    `credential`: the token an upload API request came with, named in the audit entry."""
     if not index.accepts_packages:
         raise DistributionError("The index is not ready; try again once it is.", code="index")
     overwrite = overwrite and actor is not None and is_portal_admin(actor)
@@ -136,9 +138,12 @@ def package_store(
                 "uploaded_at": timezone.now(), "source": source, "state": PackageFile.State.STORED, "live_at": None,
             }  # fmt: skip
             package = PackageFile.objects.update_or_create(index=index, filename=checked.filename, defaults=fields)[0]
+            details = {"filename": checked.filename, "sha256": checked.sha256, "source": source}
+            if credential is not None:  # "token_label": audit_record drops a key named "token"
+                details.update(token_label=credential.label, username=credential.username)
             audit_record(
                 action="package.overwritten" if existing else "package.stored", actor=actor, obj=index,
-                request=request, details={"filename": checked.filename, "sha256": checked.sha256, "source": source},
+                request=request, details=details,
             )  # fmt: skip
             if schedule_restart:
                 restart_request(index=index)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -379,6 +380,22 @@ def _hash_password(password: str, *, salt: str | None = None) -> str:
     # every request, and a slow hash (sha512_crypt's default) would cost ~0.5 s per pip call.
     scheme = sha256_crypt.using(rounds=5000, salt=salt) if salt else sha256_crypt.using(rounds=5000)
     return scheme.hash(password)
+
+
+@functools.cache
+def _unknown_user_hash() -> str:
+    return _hash_password(new_password())
+
+
+def credential_authenticate(*, index: PrivateIndex, username: str, password: str) -> IndexCredential | None:
+    """The index's active (not revoked) token with this user name and password, or None.
+    The one place outside the htpasswd files that knows how token passwords are hashed."""
+    credential = index.credentials.filter(username=username, revoked_at=None).first()
+    if credential is None:
+        # Same work as a wrong password, so the answer's timing does not tell which user names exist.
+        sha256_crypt.verify(password, _unknown_user_hash())
+        return None
+    return credential if sha256_crypt.verify(password, credential.password_hash) else None
 
 
 def portal_read_password(index: PrivateIndex) -> str:
