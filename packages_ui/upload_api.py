@@ -37,6 +37,7 @@ MAX_REASON_LENGTH = 400
 # What twine, poetry, pdm and uv look for to treat a refusal as "this file is already there"
 # (`--skip-existing`): PyPI's phrase, and pypiserver's 409.
 FILE_EXISTS = "File already exists"
+UPLOAD_CHALLENGE = 'Basic realm="package index uploads"'
 
 
 class UploadRefused(Exception):
@@ -79,16 +80,20 @@ def basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
     return (username, password) if colon else None
 
 
-def upload_credential(*, request: HttpRequest, index: PrivateIndex) -> IndexCredential:
-    """The publish token the request authenticates with. Raises UploadRefused: 401 (with the
-    challenge clients expect) for missing or wrong credentials, 403 for a read token."""
+def upload_credential(*, request: HttpRequest, index: PrivateIndex | None) -> IndexCredential:
+    """The publish token of `index` the request authenticates with. Raises UploadRefused: 401
+    (with the challenge clients expect) for missing or wrong credentials or no such index, 403
+    for a read token. Until a token is accepted the answer names no index and does not say
+    whether it exists: the caller may be anyone."""
     given = basic_credentials(request)
-    credential = credential_authenticate(index=index, username=given[0], password=given[1]) if given else None
-    if credential is None:
+    credential = None
+    if given is not None and index is not None:
+        credential = credential_authenticate(index=index, username=given[0], password=given[1])
+    if index is None or credential is None:
         raise UploadRefused(
-            401, f"Invalid or missing credentials: upload with a publish token of {index.name} "
-            "(its user name and password).",
-            headers={"WWW-Authenticate": f'Basic realm="{index.name}"'},
+            401, "Invalid or missing credentials: upload with a publish token of this index (its user name "
+            "and password).",
+            headers={"WWW-Authenticate": UPLOAD_CHALLENGE},
         )  # fmt: skip
     if credential.kind != IndexCredential.Kind.PUBLISH:
         raise UploadRefused(
@@ -149,11 +154,9 @@ def legacy_upload_respond(request: HttpRequest, index_id: int) -> HttpResponse:
     request.user = AnonymousUser()
     handler = HashingUploadHandler(request)
     request.upload_handlers = [handler]
-    index = PrivateIndex.objects.filter(pk=index_id).first()
     try:
-        if index is None:
-            raise UploadRefused(404, "There is no such index.")
-        credential = upload_credential(request=request, index=index)
+        credential = upload_credential(request=request, index=PrivateIndex.objects.filter(pk=index_id).first())
+        index = credential.index  # the instance given above (a related manager's known object)
         if not index.accepts_packages:
             raise UploadRefused(
                 503, f"{index.name} is {index.get_state_display().lower()}; it takes uploads once it is ready."

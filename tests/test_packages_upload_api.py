@@ -23,6 +23,7 @@ from twine.package import PackageFile as TwinePackageFile
 
 from packages_ui.models import PackageFile
 from packages_ui.testing import build_wheel, build_zip_bomb
+from packages_ui.upload_api import reason_phrase
 from portal.models import AuditEvent
 from provisioning.drivers.base import get_driver
 from provisioning.services import credential_create, index_spec
@@ -129,8 +130,8 @@ def test_twine_with_a_wrong_password_gets_401_and_shows_why(ready_index, upload_
     assert not PackageFile.objects.exists() and on_share(ready_index) == []
 
 
-def test_missing_credentials_or_a_signed_in_session_get_401_with_a_basic_challenge(
-    ready_index, upload_url, publisher_client, tmp_path
+def test_missing_credentials_a_signed_in_session_or_another_index_get_401_with_a_basic_challenge(
+    ready_index, upload_url, publish_token, publisher_client, tmp_path
 ) -> None:
     wheel = build_wheel(tmp_path, "api-demo", "1.0")
     form = {":action": "file_upload", "protocol_version": "1"}
@@ -140,11 +141,15 @@ def test_missing_credentials_or_a_signed_in_session_get_401_with_a_basic_challen
         # A portal session (and a POST with no CSRF token) is not a way to publish.
         response = publisher_client.post(path, {**form, "content": content})
     anonymous = requests.post(upload_url, data=form, files={"content": wheel.read_bytes()}, timeout=30)
+    # A token of this index at another index's number (or none) is as good as no token.
+    elsewhere = upload_url.replace(f"/{ready_index.pk}/", f"/{ready_index.pk + 1000}/")
+    no_such_index = requests.post(elsewhere, data=form, files={"content": b"x"}, auth=publish_token, timeout=30)
 
-    for answer in (response, anonymous):
+    for answer in (response, anonymous, no_such_index):
         assert answer.status_code == 401
-        assert answer.headers["WWW-Authenticate"] == f'Basic realm="{ready_index.name}"'
-    assert "publish token" in anonymous.reason
+        assert answer.headers["WWW-Authenticate"] == 'Basic realm="package index uploads"'
+    assert "Invalid or missing credentials" in anonymous.reason and "publish token" in anonymous.text
+    assert ready_index.name not in anonymous.text + anonymous.reason
     assert not PackageFile.objects.exists()
 
 
@@ -223,6 +228,25 @@ def test_a_sha256_digest_that_does_not_match_the_file_is_refused_and_nothing_sto
     assert response.status_code == 400
     assert "sha256_digest does not match" in response.reason and "sha256_digest does not match" in response.text
     assert not PackageFile.objects.exists() and on_share(ready_index) == []
+
+
+def test_a_refusal_reason_is_one_latin_1_line_cut_to_length_and_the_body_has_the_whole_message(
+    ready_index, upload_url, publish_token, tmp_path
+) -> None:
+    meta_name = "someone-" + "x" * 500
+    wheel = build_wheel(tmp_path, "api-demo", "1.0", meta_name=meta_name)
+
+    response = requests.post(
+        upload_url, data={":action": "file_upload"}, files={"content": (wheel.name, wheel.read_bytes())},
+        auth=publish_token, timeout=30,
+    )  # fmt: skip
+
+    assert response.status_code == 400
+    assert response.reason.startswith("The METADATA names the project 'someone-xxx")
+    assert len(response.reason) == 400 and response.reason.endswith("...")
+    assert meta_name in response.text and "but the file name says 'api-demo'" in response.text
+    # What a status line cannot carry is replaced, not sent broken.
+    assert reason_phrase("Line one\nline\ttwo — ça, 名前\x00") == "Line one line two ? ça, ??"
 
 
 def test_an_action_other_than_file_upload_is_refused(ready_index, upload_url, publish_token) -> None:
