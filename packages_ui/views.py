@@ -9,14 +9,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.functional import lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from packages_ui import services
+from packages_ui import services, upload_api
 from packages_ui.forms import MirrorForm
 from packages_ui.models import MirrorRun, PackageFile
 from packages_ui.receiving import HashingUploadHandler, receive_raw_body, received_from_form, too_large_error
@@ -275,7 +275,11 @@ def token_revoke(request: HttpRequest, index_id: int, credential_id: int) -> Htt
     return redirect("packages_tokens", index.pk)
 
 
+# Exempt: authenticated by a publish token in HTTP Basic on each request, never by the session
+# cookie, so there is no ambient credential for a cross-site request to ride on.
 @csrf_exempt
 def legacy_upload(request: HttpRequest, index_id: int) -> HttpResponse:
-    # Placeholder on the integration branch only: the upload API lands with issue 9.
-    return HttpResponse("Not yet available.", status=501)
+    """The PyPI legacy upload API (twine, uv publish, poetry publish, pdm publish)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"], content="This is an upload URL for twine and similar tools: POST only.")
+    return upload_api.legacy_upload_respond(request, index_id)

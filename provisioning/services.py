@@ -8,6 +8,7 @@ every step in ProvisioningStep so the page can show progress and a retry can res
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -394,12 +395,17 @@ def credentials_write(index: PrivateIndex) -> None:
     get_driver().write_if_changed(index_spec(index), SHARE_CONFIG, TOKENS_PATH, tokens_file(index))
 
 
+@functools.cache
+def _unknown_user_hash() -> str:
+    return hash_token(new_password())
+
+
 def credential_authenticate(*, index: PrivateIndex, username: str, password: str) -> IndexCredential | None:
-    """The index's active credential with this username and password, or None."""
+    """The index's active (not revoked) token with this user name and password, or None."""
     credential = index.credentials.filter(username=username, revoked_at=None).first()
-    if credential is None or not verify_token(credential.password_hash, password):
-        return None
-    return credential
+    # Same work for an unknown user as for a wrong password: the timing tells no user names.
+    matches = verify_token(credential.password_hash if credential else _unknown_user_hash(), password)
+    return credential if credential is not None and matches else None
 
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits

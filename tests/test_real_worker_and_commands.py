@@ -65,12 +65,17 @@ def test_create_index_waits_and_prints_url_ca_and_credentials_then_delete_index_
         assert created.returncode == 0, created.stderr
         output = json.loads(created.stdout)
         assert output["url"].startswith("https://localhost:")
+        assert output["upload_url"] == f"{settings.PORTAL_BASE_URL.rstrip('/')}/indexes/{output['id']}/packages/legacy/"
         assert Path(output["ca_path"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
         assert set(output["credentials"]) == {"read", "publish"}
         assert all(c["password"] for c in output["credentials"].values())
 
         listed = _manage(env, "list_indexes", "--json")
         assert [row["name"] for row in json.loads(listed.stdout)] == ["cli-made"]
+        assert json.loads(_manage(env, "list_packages", "cli-made", "--json").stdout) == []
+        missing = _manage(env, "list_packages", "no-such-index")
+        assert missing.returncode != 0
+        assert missing.stderr.strip() == "CommandError: No index named or numbered 'no-such-index'."
 
         deleted = _manage(env, "delete_index", "cli-made", "--wait")
         assert deleted.returncode == 0, deleted.stderr

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--create-team", action="store_true", help="Create the team if it does not exist.")
         parser.add_argument("--wait", action="store_true", help="Wait until the index is ready or failed.")
         parser.add_argument("--timeout", type=float, default=600.0)
-        parser.add_argument("--json", action="store_true", help="Print url, CA path and new credentials as JSON.")
+        parser.add_argument("--json", action="store_true", help="Print the URLs, CA path and new credentials as JSON.")
         parser.add_argument("--ca-dir", default=str(settings.VAR_DIR / "ca"), help="Where to write the CA file.")
 
     def handle(self, *args, **options) -> None:
@@ -50,7 +50,9 @@ class Command(BaseCommand):
                 f"Index {index.name} is {index.state}"
                 + (f": step {index.failed_step} failed: {index.error}" if index.error else " (timed out waiting)")
             )
-        result: dict = {"name": index.name, "id": index.pk, "url": index.url, "state": index.state}
+        result: dict = {
+            "name": index.name, "id": index.pk, "url": index.url, "upload_url": index.upload_url, "state": index.state,
+        }  # fmt: skip
         if options["json"]:
             pem = services.index_ca_pem(index)
             if pem:
@@ -66,4 +68,4 @@ class Command(BaseCommand):
                 result["credentials"][kind] = {"username": credential.username, "password": password}
             self.stdout.write(json.dumps(result, indent=2))
         else:
-            self.stdout.write(f"{index.name} is ready at {index.url}")
+            self.stdout.write(f"{index.name} is ready at {index.url}; publish to {index.upload_url}")
