@@ -22,11 +22,11 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=180, env=clean_env(), **kwargs)
 
 
-def twine_upload(files: list[Path], *, repository_url: str, username: str, password: str, ca: Path):
+def twine_upload(files: list[Path], *, repository_url: str, username: str, password: str, ca: Path | None = None):
+    cert = ["--cert", str(ca)] if ca else []
     return run(
         [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", repository_url, "--cert", str(ca), "-u", username, "-p", password,
-         *map(str, files)]
+         "--repository-url", repository_url, *cert, "-u", username, "-p", password, *map(str, files)]
     )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """The foundation's promise, end to end: request in the browser, a worker builds it, then the real
-twine uploads with the publish token and the real pip installs with the read token over HTTPS."""
+twine uploads with the publish token to the portal's upload URL, the file goes live, and the real
+pip installs it with the read token over HTTPS."""
 
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ def _get(url: str, ca: str, auth: tuple[str, str] | None = None) -> int:
 
 
 def test_request_provision_upload_with_twine_and_install_with_pip_over_https(
-    lead_client, team, run_jobs, django_capture_on_commit_callbacks, tmp_path
+    lead_client, team, run_jobs, django_capture_on_commit_callbacks, tmp_path, live_server, settings
 ):
+    settings.PORTAL_BASE_URL = live_server.url
     with django_capture_on_commit_callbacks(execute=True):
         lead_client.post(reverse("index_new"), {"name": "e2e-index", "team": team.pk, "size": "small"})
     run_jobs()
@@ -59,20 +61,23 @@ def test_request_provision_upload_with_twine_and_install_with_pip_over_https(
     assert "[distutils]" in publish_page and "[distutils]" not in read_page
     # Nothing in the database holds a password in plain text.
     for credential in IndexCredential.objects.filter(index=index):
-        assert credential.password_hash.startswith("$5$")
+        assert credential.password_hash.startswith("hmac-sha256$")
     assert publish_password not in str(list(IndexCredential.objects.values()))
 
     # Without credentials, or with a wrong password, the index refuses to list anything.
     assert _get(index.url, str(ca)) == 401
-    assert _get(index.url, str(ca), (read_user, "wrong")) in {401, 403}
+    assert _get(index.url, str(ca), (read_user, "wrong")) == 401
     assert _get(index.url, str(ca), (read_user, read_password)) == 200
 
     wheel = build_wheel(tmp_path, "e2e-demo", "0.1.0")
-    base = index.url.removesuffix("simple/")
-    refused = twine_upload([wheel], repository_url=base, username=read_user, password=read_password, ca=ca)
+    # Publishing goes to the portal (validated, recorded, audited), never to the index itself.
+    assert index.upload_url.startswith(live_server.url)
+    refused = twine_upload([wheel], repository_url=index.upload_url, username=read_user, password=read_password)
     assert refused.returncode != 0  # a read token cannot publish
-    uploaded = twine_upload([wheel], repository_url=base, username=publish_user, password=publish_password, ca=ca)
+    uploaded = twine_upload([wheel], repository_url=index.upload_url, username=publish_user, password=publish_password)
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    run_jobs("packages")  # the refresh: the index serves the new manifest, checked as served
+    assert index.package_files.get().state == "live"
 
     python = fresh_venv(tmp_path / "venv")
     parts = urlsplit(index.url)

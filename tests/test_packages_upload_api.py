@@ -67,7 +67,8 @@ def twine_upload(url: str, token: tuple[str, str], *files: Path, options: tuple[
 
 
 def on_share(index) -> list[str]:
-    return [f.path for f in get_driver().list_files(index_spec(index), SHARE_PACKAGES)]
+    """The distributions on the package share (their PEP 658 metadata files live below metadata/)."""
+    return [f.path for f in get_driver().list_files(index_spec(index), SHARE_PACKAGES) if "/" not in f.path]
 
 
 def wait_until_live(run_jobs, timeout: float = 60) -> None:
