@@ -191,10 +191,14 @@ def _package_annotations() -> dict:
             "last_upload": F("health__latest__last_upload_at"),
         }
     files = package_file.objects.present().filter(index=OuterRef("pk")).order_by().values("index")
+    unrecorded = apps.get_model("packages_ui", "UnrecordedFile").objects.filter(index=OuterRef("pk"))
     return {
         "package_count": Coalesce(Subquery(files.annotate(n=Count("pk")).values("n")), 0),
         "storage_used": Coalesce(Subquery(files.annotate(total=Sum("size")).values("total")), 0),
         "last_upload": Subquery(files.annotate(latest=Max("uploaded_at")).values("latest")),
+        # Files whose bytes changed or went missing, and files the portal did not write.
+        "integrity_problems": Coalesce(Subquery(files.exclude(problem="").annotate(n=Count("pk")).values("n")), 0)
+        + Coalesce(Subquery(unrecorded.order_by().values("index").annotate(n=Count("pk")).values("n")), 0),
     }
 
 

@@ -5,12 +5,14 @@ from decimal import Decimal
 import django_rq
 import pytest
 from django.db import connection
+from django.db.models import Count
 from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rq import SimpleWorker
 from rq.job import Job
 
+from packages_ui.models import PackageFile, UnrecordedFile
 from portal.models import AuditEvent
 from provisioning import cost, dashboard
 from provisioning.models import IndexHealth, IndexState, PrivateIndex
@@ -133,6 +135,22 @@ def test_package_count_storage_and_last_upload_come_from_the_package_files(porta
     assert rows[-1].package_count == 0 and rows[-1].storage_used == 0 and rows[-1].last_upload is None
     html = portal_admin_client.get(reverse("dashboard") + "?sort=-storage").content.decode()
     assert "11.4\xa0MB / 10.0\xa0GB" in html
+
+
+def test_deleted_files_do_not_count_and_integrity_problems_are_flagged_with_a_link(portal_admin_client):
+    make_fleet(10, prefix="flag")
+    index = PackageFile.objects.values("index").annotate(n=Count("pk")).filter(n__gte=2).first()
+    index = PrivateIndex.objects.get(pk=index["index"])
+    files = list(PackageFile.objects.filter(index=index).order_by("pk"))
+    PackageFile.objects.filter(pk=files[0].pk).update(state="deleted")
+    PackageFile.objects.filter(pk=files[1].pk).update(problem="changed")
+    UnrecordedFile.objects.create(index=index, path="dropped-1.0-py3-none-any.whl", size=1, sha256="0" * 64)
+
+    row = dashboard.filtered_indexes(dashboard.Filters.from_query(QueryDict(f"q={index.name}"))).get(pk=index.pk)
+    html = portal_admin_client.get(reverse("dashboard") + f"?q={index.name}").content.decode()
+
+    assert row.package_count == len(files) - 1 and row.integrity_problems == 2
+    assert f'href="/indexes/{index.pk}/packages/#integrity"' in html and "2 to check" in html
 
 
 def test_team_totals_add_up_the_cost_of_billed_indexes(portal_admin_client):
