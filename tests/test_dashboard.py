@@ -139,7 +139,7 @@ def test_package_count_storage_and_last_upload_come_from_the_package_files(porta
 
 def test_deleted_files_do_not_count_and_integrity_problems_are_flagged_with_a_link(portal_admin_client):
     make_fleet(10, prefix="flag")
-    index = PackageFile.objects.values("index").annotate(n=Count("pk")).filter(n__gte=2).first()
+    index = PackageFile.objects.values("index").annotate(n=Count("pk")).filter(n__gte=2).order_by("index").first()
     index = PrivateIndex.objects.get(pk=index["index"])
     files = list(PackageFile.objects.filter(index=index).order_by("pk"))
     PackageFile.objects.filter(pk=files[0].pk).update(state="deleted")
