@@ -1,17 +1,15 @@
 """Serving figures: `/simple/<project>/` through the index server with a read token, beside plain
 pypiserver without auth on the same files, in the same run.
 
-    .venv/bin/python bench/serve.py [--requests 2000] [--concurrency 10] [--big-megabytes 1024]
-        [--server-port PORT --target https://localhost:8443 --cafile root.crt]
+    .venv/bin/python bench/serve.py [--requests 2000] [--concurrency 10] [--big-megabytes 1024] [--direct]
 
 Builds a packages folder in a temporary directory (one project of 20 small real wheels, one
 project holding a sparse 1 GiB file named as a wheel), writes the manifest and tokens.json, starts
-provisioning/index_server.py and `pypi-server run -a . -P . --disable-fallback` on loopback, and
+provisioning/index_server.py behind Caddy over HTTPS with the index's own Caddyfile (as an index
+runs; `--direct` skips Caddy), and `pypi-server run -a . -P . --disable-fallback` on loopback, and
 prints req/s and p50 at the given concurrency, then p50 for the project with the big file.
-`--target` sends the token requests to another base URL (e.g. Caddy proxying to --server-port)
-instead of the server directly. Targets (issue 9): ratio >= 1.0; p50 <= 20 ms whatever the file
-sizes. Every process is stopped by PID and the folder (with the big file) is deleted. Asserts
-nothing.
+Targets (issue 9): ratio >= 1.0; p50 <= 20 ms whatever the file sizes. Every process is stopped
+by PID and the folder (with the big file) is deleted. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from packages_ui.testing import build_wheel  # noqa: E402
+from provisioning.spec import Placement, render_caddyfile  # noqa: E402
 from tests.index_server_support import IndexServer, free_port, manifest_entry  # noqa: E402
 
 MB = 1024 * 1024
@@ -138,6 +137,38 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
+def start_caddy(folder: Path, upstream_port: int) -> tuple[subprocess.Popen, str, str]:
+    """Caddy with the Caddyfile an index gets (tls internal), in front of the index server."""
+    https_port, http_port = free_port(), free_port()
+    placement = Placement(
+        hostname="localhost", https_port=https_port, http_port=http_port, server_port=upstream_port, tls="internal"
+    )
+    caddy_dir = folder / "caddy"
+    (caddy_dir / "data").mkdir(parents=True)
+    (caddy_dir / "Caddyfile").write_text(render_caddyfile(placement))
+    env = {**os.environ, "XDG_DATA_HOME": str(caddy_dir / "data"), "XDG_CONFIG_HOME": str(caddy_dir)}
+    with open(folder / "caddy.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("caddy")), "run", "--config", str(caddy_dir / "Caddyfile"),
+             "--adapter", "caddyfile"],
+            stdout=log, stderr=log, env=env, start_new_session=True,
+        )  # fmt: skip
+    cafile = caddy_dir / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if cafile.exists():
+            try:
+                connection = Target(f"https://localhost:{https_port}", cafile=str(cafile)).connect()
+                connection.request("GET", "/health")
+                if connection.getresponse().status == 200:
+                    return process, f"https://localhost:{https_port}", str(cafile)
+            except (OSError, ssl.SSLError):
+                pass
+        time.sleep(0.05)
+    stop(process)
+    raise SystemExit("Caddy did not start")
+
+
 def build_files(packages: Path, big_megabytes: int) -> list[dict]:
     packages.mkdir(parents=True)
     entries = [
@@ -159,9 +190,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--big-megabytes", type=int, default=1024)
     parser.add_argument("--big-requests", type=int, default=20)
-    parser.add_argument("--server-port", type=int, default=None, help="port for the index server (default: free)")
-    parser.add_argument("--target", default=None, help="base URL for the token requests (default: the server)")
-    parser.add_argument("--cafile", default=None, help="CA to trust for an https --target")
+    parser.add_argument("--direct", action="store_true", help="send the token requests to the server, not Caddy")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as temp:
@@ -171,11 +200,16 @@ def main() -> None:
         entries = build_files(server.packages, args.big_megabytes)
         server.write_manifest(entries, generation="bench")
         server.write_tokens({USER: PASSWORD})
-        plain = None
+        plain = caddy = None
         try:
-            server.start(port=args.server_port)
+            server.start()
             plain, plain_port = start_plain_pypiserver(server.packages, folder)
-            ours = Target(args.target or server.base_url, auth=(USER, PASSWORD), cafile=args.cafile)
+            if args.direct:
+                base_url, cafile, via = server.base_url, None, "direct"
+            else:
+                caddy, base_url, cafile = start_caddy(folder, urlsplit(server.base_url).port)
+                via = "through Caddy, HTTPS"
+            ours = Target(base_url, auth=(USER, PASSWORD), cafile=cafile)
             theirs = Target(f"http://127.0.0.1:{plain_port}")
             page = f"/simple/{PROJECT}/"
             for target in (ours, theirs):
@@ -184,7 +218,6 @@ def main() -> None:
             print(f"GET {page} (20 wheels), {n} requests at c={c}, same run:")
             ours_rate, ours_p50, ours_errors = load(ours, page, requests=n, concurrency=c)
             theirs_rate, theirs_p50, theirs_errors = load(theirs, page, requests=n, concurrency=c)
-            via = args.target or "direct"
             print(f"  index server, read token ({via}): {figures(ours_rate, ours_p50, ours_errors)}")
             print(f"  plain pypiserver, no auth: {figures(theirs_rate, theirs_p50, theirs_errors)}")
             print(f"  ratio {ours_rate / theirs_rate:.2f} (target >= 1.0)")
@@ -201,8 +234,9 @@ def main() -> None:
             )
         finally:
             server.stop()
-            if plain is not None:
-                stop(plain)
+            for process in (plain, caddy):
+                if process is not None:
+                    stop(process)
 
 
 if __name__ == "__main__":
