@@ -6,31 +6,46 @@ that is already on local disk (the upload's temporary file), reads it in chunks,
 
 Checks, in order: the file name (a wheel per PEP 427/491, an sdist per PEP 625 or the older
 `.tar.gz`/`.zip` forms, parsed with `packaging.utils`; plain ASCII, no path separators), the
-size (not empty, not over the limit), then the archive itself (a valid zip or gzip tar, entry
-count and total uncompressed size capped against zip bombs, every entry's CRC checked) and its
-metadata (the wheel's `.dist-info/METADATA` or the sdist's `PKG-INFO` must name the same
-project and version as the file name).
+size (not empty, not over the limit), then the archive itself: a valid zip or gzip tar, entry
+count and uncompressed size capped against zip bombs, every entry's CRC checked, no entry that
+could land outside the install folder (absolute, `..`, backslash, drive letter, links). Then
+the layout pip relies on: a wheel has exactly one `{name}-{version}.dist-info` holding METADATA,
+WHEEL (Wheel-Version 1.x) and RECORD; an sdist has exactly one top folder `{name}-{version}`
+holding PKG-INFO. Last the metadata: a known Metadata-Version, and Name and Version the same
+(normalized) project and version as the file name.
+
+A file is identified by `identity` (its parsed, normalized name), not its spelling, so the
+immutability rules see `Foo_Bar-1.0-…` and `foo_bar-1.0.0-…` as the same file.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import posixpath
 import re
+import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
 from packaging.utils import (
+    BuildTag,
     InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
+    canonicalize_version,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -47,6 +62,10 @@ CHUNK_SIZE = 1024 * 1024
 RATIO_EXEMPT_BYTES = 16 * 1024 * 1024
 # METADATA / PKG-INFO larger than this is not a metadata file anyone wrote by hand or tool.
 MAX_METADATA_BYTES = 8 * 1024 * 1024
+# The core metadata specification's versions. 2.0 was never a final standard, but bdist_wheel
+# wrote it from 2013 to 2017 (six 1.10.0's wheel on PyPI says 2.0) and pip installs those.
+KNOWN_METADATA_VERSIONS = ("1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4")
+REBUILD = "Build it with a standard tool (python -m build, uv build or pip wheel) and upload the file from dist/."
 
 
 class DistributionError(Exception):
@@ -67,6 +86,7 @@ class DistributionName:
     kind: str  # "wheel" | "sdist"
     project: str  # normalized (PEP 503)
     version: str  # normalized (PEP 440)
+    identity: str  # see distribution_identity()
 
 
 @dataclass(frozen=True)
@@ -77,9 +97,11 @@ class ValidatedDistribution:
     version: str
     size: int
     sha256: str
-    identity: str = ""
-    metadata: bytes | None = None
-    requires_python: str | None = None
+    identity: str
+    # The wheel's .dist-info/METADATA exactly as in the archive (served as the PEP 658 file);
+    # None for sdists.
+    metadata: bytes | None
+    requires_python: str | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,19 @@ class Limits:
             max_entries=settings.PACKAGES_MAX_ARCHIVE_ENTRIES,
             max_compression_ratio=settings.PACKAGES_MAX_COMPRESSION_RATIO,
         )
+
+
+# Given an archive's entry names, raises DistributionError for a bad layout or returns the
+# names of the small files (metadata) to keep while the archive is read through.
+_WantedFiles = Callable[[list[str]], set[str]]
+
+
+@dataclass(frozen=True)
+class _Archive:
+    """What one pass over an archive learnt: its entry names and the small files asked for."""
+
+    names: list[str]
+    wanted: dict[str, bytes]
 
 
 def parse_distribution_filename(filename: str) -> DistributionName:
@@ -118,10 +153,12 @@ def parse_distribution_filename(filename: str) -> DistributionName:
     lower = filename.lower()
     try:
         if lower.endswith(".whl"):
-            name, version, _build, _tags = parse_wheel_filename(filename)
+            name, version, build, tags = parse_wheel_filename(filename)
+            identity = _wheel_identity(name, version, build, tags)
             kind = "wheel"
         elif lower.endswith((".tar.gz", ".zip")):
             name, version = parse_sdist_filename(filename)
+            identity = f"sdist:{canonicalize_name(name)}:{canonicalize_version(version)}"
             kind = "sdist"
         else:
             raise DistributionError(
@@ -132,7 +169,29 @@ def parse_distribution_filename(filename: str) -> DistributionName:
         raise DistributionError(f"Not a valid wheel file name: {exc}", code="name") from exc
     except (InvalidSdistFilename, InvalidVersion) as exc:
         raise DistributionError(f"Not a valid source distribution file name: {exc}", code="name") from exc
-    return DistributionName(filename=filename, kind=kind, project=canonicalize_name(name), version=str(version))
+    return DistributionName(
+        filename=filename, kind=kind, project=canonicalize_name(name), version=str(version), identity=identity
+    )
+
+
+def distribution_identity(filename: str) -> str:
+    """The file's identity for the immutability rules, from its name alone: two names with the
+    same identity are the same file, however they are spelt. A wheel:
+    `wheel:{project}:{version}:{build tag}:{interpreters}-{abis}-{platforms}`, an sdist (one per
+    release, whatever its format): `sdist:{project}:{version}`. The project is PEP 503
+    normalized, the version PEP 440 normalized without trailing zeros (1.0 == 1.0.0), each tag
+    part sorted and lowercase. Raises DistributionError when the name is not a distribution's."""
+    return parse_distribution_filename(filename).identity
+
+
+def _wheel_identity(name: str, version: Version, build: BuildTag, tags: frozenset[Tag]) -> str:
+    build_tag = f"{build[0]}{build[1]}" if build else ""
+    # A file name's tag set is always interpreters x abis x platforms, so the three sorted sets
+    # describe it exactly, whatever order the name listed them in.
+    compressed = "-".join(
+        ".".join(sorted({getattr(tag, part) for tag in tags})) for part in ("interpreter", "abi", "platform")
+    )
+    return f"wheel:{canonicalize_name(name)}:{canonicalize_version(version)}:{build_tag}:{compressed}"
 
 
 def sha256_of_chunks(chunks: Iterable[bytes]) -> str:
@@ -168,12 +227,14 @@ def validate_distribution(
             f"The file is {filesizeformat(size)}; the limit is {filesizeformat(limits.max_bytes)}.",
             code="too-large",
         )
-    if name.kind == "wheel" or name.filename.lower().endswith(".zip"):
-        metadata = _check_zip(path, name, size, limits)
+    if name.kind == "wheel":
+        raw_metadata = _check_wheel(path, name, size, limits)
+        requires_python = _check_metadata(raw_metadata, name, what="METADATA")
+        metadata: bytes | None = raw_metadata
     else:
-        metadata = _check_tar(path, name, size, limits)
-    _check_metadata(metadata, name)
-    headers = BytesParser(policy=compat32).parsebytes(metadata, headersonly=True)
+        raw_metadata = _check_sdist(path, name, size, limits)
+        requires_python = _check_metadata(raw_metadata, name, what="PKG-INFO")
+        metadata = None
     return ValidatedDistribution(
         filename=filename,
         kind=name.kind,
@@ -181,25 +242,127 @@ def validate_distribution(
         version=name.version,
         size=size,
         sha256=sha256 or file_sha256(path),
-        identity=distribution_identity(filename),
-        metadata=metadata if name.kind == "wheel" else None,
-        requires_python=(headers.get("Requires-Python") or "").strip() or None,
+        identity=name.identity,
+        metadata=metadata,
+        requires_python=requires_python,
     )
 
 
-def distribution_identity(filename: str) -> str:
-    """PROVISIONAL (validation branch replaces it)."""
-    from packaging.utils import canonicalize_version, parse_sdist_filename, parse_wheel_filename
+def _check_wheel(path: Path, name: DistributionName, size: int, limits: Limits) -> bytes:
+    """The wheel's layout as pip's installer enforces it. Returns METADATA's bytes."""
+    info_dir = ""
 
+    def wanted(names: list[str]) -> set[str]:
+        nonlocal info_dir
+        info_dir = _wheel_info_dir(names, name)
+        missing = [f for f in ("METADATA", "WHEEL", "RECORD") if f"{info_dir}/{f}" not in names]
+        if missing:
+            raise DistributionError(
+                f"The wheel has no {info_dir}/{missing[0]} file; pip refuses to install a wheel without "
+                f"METADATA, WHEEL and RECORD. {REBUILD}",
+                code="wheel-" + missing[0].lower(),
+            )
+        return {f"{info_dir}/METADATA", f"{info_dir}/WHEEL"}
+
+    archive = _read_zip(path, "wheel", size, limits, wanted)
+    _check_wheel_version(archive.wanted[f"{info_dir}/WHEEL"], info_dir)
+    return archive.wanted[f"{info_dir}/METADATA"]
+
+
+def _wheel_info_dir(names: list[str], name: DistributionName) -> str:
+    # The same rule as pip: the .dist-info directories are the top-level names ending so.
+    info_dirs = sorted({n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")})
+    expected = f"{name.project.replace('-', '_')}-{name.version}.dist-info"
+    if not info_dirs:
+        raise DistributionError(
+            f"The wheel has no .dist-info directory (expected {expected}/), so pip cannot install it. {REBUILD}",
+            code="no-dist-info",
+        )
+    if len(info_dirs) > 1:
+        raise DistributionError(
+            f"The wheel has {len(info_dirs)} .dist-info directories ({', '.join(info_dirs)}); a wheel must have "
+            f"exactly one, {expected}/. Delete the build/ folder (it keeps files of earlier builds) and rebuild.",
+            code="many-dist-info",
+        )
+    if not _is_name_and_version(info_dirs[0].removesuffix(".dist-info"), name):
+        raise DistributionError(
+            f"The wheel's .dist-info directory is {info_dirs[0]}/, but the file name says project "
+            f"{name.project!r} version {name.version!r} (expected {expected}/). Rebuild the wheel instead of "
+            "renaming it.",
+            code="dist-info-name",
+        )
+    return info_dirs[0]
+
+
+def _is_name_and_version(stem: str, name: DistributionName) -> bool:
+    """Whether `stem` is `{project}-{version}` for the file's project and version, compared
+    normalized. Every hyphen is tried as the separator: old tools left hyphens in names."""
+    for at in (i for i, char in enumerate(stem) if char == "-"):
+        project, version = stem[:at], stem[at + 1 :]
+        if canonicalize_name(project) == name.project and _same_version(version, name.version):
+            return True
+    return False
+
+
+def _same_version(left: str, right: str) -> bool:
     try:
-        if filename.endswith(".whl"):
-            n, v, b, t = parse_wheel_filename(filename)
-            build_tag = "".join(str(x) for x in b) if b else ""
-            return f"wheel:{n}:{canonicalize_version(v)}:{build_tag}:{'.'.join(sorted(str(x) for x in t))}"
-        n, v = parse_sdist_filename(filename)
-        return f"sdist:{n}:{canonicalize_version(v)}"
-    except Exception as exc:
-        raise DistributionError(str(exc), code="name") from exc
+        return Version(left) == Version(right)
+    except InvalidVersion:
+        return False
+
+
+def _check_wheel_version(raw: bytes, info_dir: str) -> None:
+    declared = (_headers(raw).get("Wheel-Version") or "").strip()
+    # As pip reads it: every part an integer, and the major version 1.
+    if not re.fullmatch(r"1(\.[0-9]+)*", declared):
+        found = f"declares Wheel-Version {declared!r}" if declared else "has no Wheel-Version"
+        raise DistributionError(
+            f"The wheel's {info_dir}/WHEEL file {found}; pip installs wheels of format version 1.x only. {REBUILD}",
+            code="wheel-version",
+        )
+
+
+def _check_sdist(path: Path, name: DistributionName, size: int, limits: Limits) -> bytes:
+    """One top folder `{name}-{version}` holding PKG-INFO (PEP 625's layout). Returns PKG-INFO."""
+    top_names: set[str] = set()
+
+    def wanted(names: list[str]) -> set[str]:
+        top = _sdist_top(names, name)
+        top_names.add(top)
+        return {f"{top}/PKG-INFO"}
+
+    if name.filename.lower().endswith(".zip"):
+        archive = _read_zip(path, "source distribution", size, limits, wanted)
+    else:
+        archive = _read_tar(path, size, limits)
+        wanted(archive.names)
+    pkg_info = f"{top_names.pop()}/PKG-INFO"
+    if pkg_info not in archive.wanted:
+        raise DistributionError(
+            f"The source distribution has no {pkg_info} file; pip and the index read the project's metadata "
+            "from it. Build the sdist with python -m build --sdist (or uv build --sdist).",
+            code="no-pkg-info",
+        )
+    return archive.wanted[pkg_info]
+
+
+def _sdist_top(names: list[str], name: DistributionName) -> str:
+    expected = f"{name.project.replace('-', '_')}-{name.version}"
+    tops = sorted({n.split("/", 1)[0] for n in names})
+    if len(tops) != 1:
+        shown = ", ".join(tops[:5]) + (", …" if len(tops) > 5 else "")
+        raise DistributionError(
+            f"A source distribution must hold everything in one top-level folder ({expected}/); this one has "
+            f"{len(tops)} top-level entries ({shown}). Build it with python -m build --sdist.",
+            code="sdist-layout",
+        )
+    if not _is_name_and_version(tops[0], name):
+        raise DistributionError(
+            f"The source distribution's top-level folder is {tops[0]}/, but the file name says project "
+            f"{name.project!r} version {name.version!r} (expected {expected}/). Rebuild it instead of renaming it.",
+            code="sdist-top-name",
+        )
+    return tops[0]
 
 
 def _bomb_error(limits: Limits) -> DistributionError:
@@ -218,27 +381,29 @@ def _check_ratio(total: int, size: int, limits: Limits) -> None:
         raise _bomb_error(limits)
 
 
-def _is_unsafe_member(member_name: str) -> bool:
-    parts = PurePosixPath(member_name.replace("\\", "/")).parts
-    return member_name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0])
+def _check_entry_path(member_name: str) -> None:
+    """Refuse a path that could be written outside the folder it is unpacked in, on any OS."""
+    parts = member_name.split("/")
+    if member_name.startswith("/") or "\\" in member_name or ".." in parts or ":" in parts[0]:
+        raise DistributionError(
+            f"The archive contains an entry with an unsafe path: {member_name!r}. Absolute paths, '..', "
+            f"backslashes and drive letters could write outside the install folder. {REBUILD}",
+            code="unsafe-path",
+        )
 
 
-def _metadata_member(names: list[str], name: DistributionName) -> str:
-    """The path of METADATA (wheel) or PKG-INFO (sdist) inside the archive."""
-    if name.kind == "wheel":
-        candidates = [n for n in names if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
-        label = "a .dist-info/METADATA file"
-    else:
-        candidates = [n for n in names if re.fullmatch(r"[^/]+/PKG-INFO", n)]
-        label = "a PKG-INFO file in its top folder"
-    if len(candidates) != 1:
-        found = "none" if not candidates else f"{len(candidates)}"
-        raise DistributionError(f"The archive must contain exactly one {label} (found {found}).", code="metadata")
-    return candidates[0]
+def _link_error(member_name: str, target: str, why: str) -> DistributionError:
+    return DistributionError(
+        f"The archive contains a link, {member_name!r} -> {target!r}, {why}. Put the file itself in the "
+        "archive instead of a link, and rebuild.",
+        code="link",
+    )
 
 
-def _check_zip(path: Path, name: DistributionName, size: int, limits: Limits) -> bytes:
-    kind = "wheel" if name.kind == "wheel" else "zip"
+def _read_zip(path: Path, kind: str, size: int, limits: Limits, wanted: _WantedFiles) -> _Archive:
+    """Check a zip's entries (count, sizes, paths, no links, no duplicates), ask `wanted` which
+    small files to keep once the names are known (it raises for a bad layout), then read every
+    entry through so a damaged one (CRC) is found here, not by pip."""
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -247,93 +412,173 @@ def _check_zip(path: Path, name: DistributionName, size: int, limits: Limits) ->
                     f"The archive has {len(infos)} entries; the limit is {limits.max_entries}.",
                     code="bomb",
                 )
-            # Declared sizes first (cheap, and zipfile never returns more than an entry declares),
-            # then every entry is read through once so a CRC mismatch shows up here, not in pip.
+            # Declared sizes first: cheap, and zipfile never returns more than an entry declares.
             _check_ratio(sum(info.file_size for info in infos), size, limits)
+            names: list[str] = []
             for info in infos:
-                if _is_unsafe_member(info.filename):
-                    raise DistributionError(f"The archive contains an unsafe path: {info.filename!r}.", code="corrupt")
-            metadata_name = _metadata_member([i.filename for i in infos], name)
-            metadata = b""
+                _check_entry_path(info.filename)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    with archive.open(info) as member:
+                        target = member.read(200).decode("utf-8", "replace")
+                    raise _link_error(info.filename, target, f"and a {kind} in a zip may not contain links")
+                names.append(info.filename.rstrip("/"))
+            if len(set(names)) != len(names):
+                duplicate = next(n for n in names if names.count(n) > 1)
+                raise DistributionError(
+                    f"The archive contains {duplicate!r} more than once; tools would disagree on which copy "
+                    f"counts. {REBUILD}",
+                    code="duplicate-entry",
+                )
+            keep = wanted(names)
+            found: dict[str, bytes] = {}
             for info in infos:
                 if info.is_dir():
                     continue
-                keep = info.filename == metadata_name
-                if keep and info.file_size > MAX_METADATA_BYTES:
-                    raise DistributionError("The metadata file is unreasonably large.", code="metadata")
+                if info.filename in keep and info.file_size > MAX_METADATA_BYTES:
+                    raise DistributionError(
+                        f"{info.filename} is unreasonably large for a metadata file.", code="metadata"
+                    )
                 try:
                     with archive.open(info) as member:
-                        while chunk := member.read(CHUNK_SIZE):
-                            if keep:
-                                metadata += chunk
+                        if info.filename in keep:
+                            found[info.filename] = member.read()
+                        else:
+                            while member.read(CHUNK_SIZE):
+                                pass
                 except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                     raise DistributionError(
-                        f"The {kind} is damaged: {info.filename!r} cannot be read ({exc}).", code="corrupt"
+                        f"The {kind} is damaged: {info.filename!r} cannot be read ({exc}). Upload it again; if it "
+                        "was copied, check the copy is complete.",
+                        code="corrupt",
                     ) from exc
-            return metadata
+            return _Archive(names=names, wanted=found)
     except DistributionError:
         raise
     except zipfile.BadZipFile as exc:
-        raise DistributionError(f"The {kind} is not a valid zip archive ({exc}).", code="corrupt") from exc
+        raise DistributionError(
+            f"The {kind} is not a valid zip archive ({exc}). A .{'whl' if kind == 'wheel' else 'zip'} file must "
+            f"be a complete zip file. {REBUILD}",
+            code="not-zip",
+        ) from exc
     except (zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
         # zlib.error: damaged deflate data; RuntimeError: encrypted entries; NotImplementedError:
         # a compression method zipfile cannot read (pip could not either); the rest: truncation.
-        raise DistributionError(f"The {kind} is damaged and cannot be read ({exc}).", code="corrupt") from exc
+        raise DistributionError(f"The {kind} is damaged and cannot be read ({exc}). {REBUILD}", code="corrupt") from exc
 
 
-def _check_tar(path: Path, name: DistributionName, size: int, limits: Limits) -> bytes:
-    metadata_by_name: dict[str, bytes] = {}
+class _BoundedReader:
+    """The decompressed bytes of a .tar.gz, refused as a bomb once they pass the limits. Counts
+    everything tarfile reads (headers, padding and long-name records too), not only what the
+    members declare."""
+
+    def __init__(self, raw: BinaryIO, size: int, limits: Limits) -> None:
+        self._raw, self._size, self._limits = raw, size, limits
+        self.total = 0
+
+    def read(self, count: int = -1) -> bytes:
+        data = self._raw.read(count)
+        self.total += len(data)
+        _check_ratio(self.total, self._size, self._limits)
+        return data
+
+
+def _read_tar(path: Path, size: int, limits: Limits) -> _Archive:
+    """One streaming pass over a .tar.gz: entry count and sizes, safe paths, only files,
+    folders and links that stay inside the top folder. Keeps every `<top>/PKG-INFO`."""
     names: list[str] = []
-    total = 0
+    found: dict[str, bytes] = {}
+    declared = 0
     try:
-        # Streaming mode ("r|gz"): one pass, nothing seeks back, members read in order.
-        with tarfile.open(path, mode="r|gz") as archive:
-            for member in archive:
+        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=_BoundedReader(raw, size, limits), mode="r|") as tar:
+            for member in tar:
                 names.append(member.name)
                 if len(names) > limits.max_entries:
                     raise DistributionError(f"The archive has more than {limits.max_entries} entries.", code="bomb")
-                if (
-                    _is_unsafe_member(member.name)
-                    or member.isdev()
-                    or ((member.issym() or member.islnk()) and _is_unsafe_member(member.linkname))
-                ):
-                    raise DistributionError(f"The archive contains an unsafe entry: {member.name!r}.", code="corrupt")
-                total += member.size
-                _check_ratio(total, size, limits)
-                if member.isfile() and re.fullmatch(r"[^/]+/PKG-INFO", member.name):
+                _check_entry_path(member.name)
+                declared += member.size
+                _check_ratio(declared, size, limits)
+                if member.issym() or member.islnk():
+                    _check_tar_link(member)
+                elif not (member.isfile() or member.isdir()):
+                    raise DistributionError(
+                        f"The archive contains {member.name!r}, which is a device or pipe, not a file or folder. "
+                        "Build the sdist with python -m build --sdist.",
+                        code="special-file",
+                    )
+                elif member.isfile() and re.fullmatch(r"[^/]+/PKG-INFO", member.name):
                     if member.size > MAX_METADATA_BYTES:
-                        raise DistributionError("The metadata file is unreasonably large.", code="metadata")
-                    extracted = archive.extractfile(member)
-                    metadata_by_name[member.name] = extracted.read() if extracted else b""
+                        raise DistributionError(
+                            f"{member.name} is unreasonably large for a metadata file.", code="metadata"
+                        )
+                    extracted = tar.extractfile(member)
+                    found[member.name] = extracted.read() if extracted else b""
     except DistributionError:
         raise
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as exc:
+        # OSError covers gzip.BadGzipFile (not gzip at all); EOFError a truncated file.
         raise DistributionError(
-            f"The source distribution is not a valid .tar.gz archive ({exc}).", code="corrupt"
+            f"The source distribution is not a valid .tar.gz archive ({exc}). Build it with python -m build "
+            "--sdist and upload the .tar.gz from dist/.",
+            code="not-tar",
         ) from exc
     if not names:
-        raise DistributionError("The source distribution is an empty archive.", code="corrupt")
-    return metadata_by_name.get(_metadata_member(names, name), b"")
+        raise DistributionError("The source distribution is an empty archive.", code="not-tar")
+    return _Archive(names=names, wanted=found)
 
 
-def _check_metadata(raw: bytes, name: DistributionName) -> None:
-    what = "METADATA" if name.kind == "wheel" else "PKG-INFO"
-    message = BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+def _check_tar_link(member: tarfile.TarInfo) -> None:
+    """A link must point inside the member's own top folder: a symlink's target is relative to
+    the link's folder, a hard link's to the archive root (as tarfile's extraction filters read them)."""
+    target = member.linkname
+    if not target or target.startswith("/") or "\\" in target or ":" in target.split("/")[0]:
+        raise _link_error(member.name, target, "which points to an absolute path")
+    base = posixpath.dirname(member.name) if member.issym() else ""
+    resolved = posixpath.normpath(posixpath.join(base, target))
+    if resolved.split("/")[0] != member.name.split("/")[0]:
+        raise _link_error(member.name, target, "which points outside the source distribution's folder")
+
+
+def _headers(raw: bytes) -> Message:
+    return BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+
+
+def _check_metadata(raw: bytes, name: DistributionName, *, what: str) -> str | None:
+    """METADATA / PKG-INFO: a known Metadata-Version, the file name's project and version, a
+    valid Requires-Python. Returns Requires-Python (None when absent)."""
+    message = _headers(raw)
+    metadata_version = (message.get("Metadata-Version") or "").strip()
+    if metadata_version not in KNOWN_METADATA_VERSIONS:
+        found = f"declares Metadata-Version {metadata_version!r}" if metadata_version else "has no Metadata-Version"
+        raise DistributionError(
+            f"The {what} file {found}; known versions are {', '.join(KNOWN_METADATA_VERSIONS)}. {REBUILD}",
+            code="metadata-version",
+        )
     meta_name = (message.get("Name") or "").strip()
     meta_version = (message.get("Version") or "").strip()
     if not meta_name or not meta_version:
-        raise DistributionError(f"The {what} file has no Name or no Version.", code="metadata")
+        raise DistributionError(f"The {what} file has no Name or no Version. {REBUILD}", code="metadata")
     if canonicalize_name(meta_name) != name.project:
         raise DistributionError(
-            f"The {what} names the project {meta_name!r}, but the file name says {name.project!r}.",
+            f"The {what} names the project {meta_name!r}, but the file name says {name.project!r}. Rebuild the "
+            "file instead of renaming it.",
             code="metadata-mismatch",
         )
-    try:
-        same_version = Version(meta_version) == Version(name.version)
-    except InvalidVersion:
-        same_version = False
-    if not same_version:
+    if not _same_version(meta_version, name.version):
         raise DistributionError(
-            f"The {what} gives version {meta_version!r}, but the file name says {name.version!r}.",
+            f"The {what} gives version {meta_version!r}, but the file name says {name.version!r}. Rebuild the "
+            "file instead of renaming it.",
             code="metadata-mismatch",
         )
+    requires_python = message.get("Requires-Python")
+    if requires_python is None:
+        return None
+    requires_python = requires_python.strip()
+    try:
+        SpecifierSet(requires_python)
+    except InvalidSpecifier as exc:
+        raise DistributionError(
+            f"The {what} has an invalid Requires-Python, {requires_python!r} (write it like '>=3.9'). Fix it in "
+            "the project's configuration and rebuild.",
+            code="requires-python",
+        ) from exc
+    return requires_python

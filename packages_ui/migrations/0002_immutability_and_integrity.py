@@ -4,6 +4,7 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
+from packaging.version import InvalidVersion
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -18,11 +19,14 @@ def _identity(filename: str) -> str:
     try:
         if filename.endswith(".whl"):
             name, version, build, tags = parse_wheel_filename(filename)
-            build_tag = "".join(str(part) for part in build) if build else ""
-            return f"wheel:{name}:{canonicalize_version(version)}:{build_tag}:{'.'.join(sorted(str(t) for t in tags))}"
+            build_tag = f"{build[0]}{build[1]}" if build else ""
+            compressed = "-".join(
+                ".".join(sorted({getattr(tag, part) for tag in tags})) for part in ("interpreter", "abi", "platform")
+            )
+            return f"wheel:{name}:{canonicalize_version(version)}:{build_tag}:{compressed}"
         name, version = parse_sdist_filename(filename)
         return f"sdist:{name}:{canonicalize_version(version)}"
-    except (InvalidSdistFilename, InvalidWheelFilename):
+    except (InvalidSdistFilename, InvalidWheelFilename, InvalidVersion):
         return f"file:{filename}"
 
 
