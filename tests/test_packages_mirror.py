@@ -48,7 +48,9 @@ def test_mirror_downloads_a_pure_python_package_and_stores_it(shelf_index, publi
     row = PackageFile.objects.get()
     assert (row.filename, row.source, row.uploaded_by) == ("six-1.16.0-py2.py3-none-any.whl", "mirror", publisher)
     files = [f.path for f in get_driver().list_files(index_spec(shelf_index), SHARE_PACKAGES)]
-    assert files == ["six-1.16.0-py2.py3-none-any.whl"]
+    # The wheel, and its METADATA as a PEP 658 file: a real PyPI wheel passes the same checks.
+    assert files == ["metadata/six-1.16.0-py2.py3-none-any.whl.metadata", "six-1.16.0-py2.py3-none-any.whl"]
+    assert row.metadata_sha256 and row.requires_python == ">=2.7, !=3.0.*, !=3.1.*, !=3.2.*"
     page = publisher_client.get(f"/indexes/{shelf_index.pk}/packages/mirror/{run.pk}/").content.decode()
     assert "six-1.16.0-py2.py3-none-any.whl" in page and "Done" in page
 
