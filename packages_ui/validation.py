@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import Parser
 from email.policy import compat32
 from pathlib import Path
 from typing import BinaryIO
@@ -539,7 +539,9 @@ def _check_tar_link(member: tarfile.TarInfo) -> None:
 
 
 def _headers(raw: bytes) -> Message:
-    return BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+    # Core metadata is UTF-8 (PEP 566); parsed as text, every header is a str (parsed as bytes,
+    # a non-ASCII value comes back as an email Header object).
+    return Parser(policy=compat32).parsestr(raw.decode("utf-8", errors="replace"), headersonly=True)
 
 
 def _check_metadata(raw: bytes, name: DistributionName, *, what: str) -> str | None:

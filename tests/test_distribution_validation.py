@@ -421,3 +421,12 @@ def test_validated_identity_is_the_file_names(case: str, tmp_path: Path) -> None
     path, filename = GOOD_CASES[case][0](tmp_path)
 
     assert validate_distribution(path, filename, limits=LIMITS).identity == distribution_identity(filename)
+
+
+def test_metadata_with_a_non_ascii_name_is_checked_not_crashed_on(tmp_path) -> None:
+    wheel = build_wheel(tmp_path, "demo-pkg", "1.0", meta_name="d\u00e9mo")
+
+    with pytest.raises(DistributionError) as refused:
+        validate_distribution(wheel, wheel.name)
+
+    assert "names the project 'd\u00e9mo'" in refused.value.message
