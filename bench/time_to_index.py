@@ -3,9 +3,10 @@
     .venv/bin/python bench/time_to_index.py [--runs 5]
 
 Uses the real stack on this machine: Django test client for the POST, a real RQ worker process
-picking up the job, the local driver (pypiserver + Caddy), twine to upload a wheel and pip to
-download it over HTTPS with the index's CA. Needs PostgreSQL or SQLite and Redis (REDIS_URL).
-Prints figures; asserts nothing.
+picking up the jobs, the local driver (the index server + Caddy), twine to publish a wheel to the
+portal's upload URL (the portal under gunicorn), and pip to download it from the index over
+HTTPS with the index's CA once it is live. Needs Redis (REDIS_URL). Prints figures; asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.stack import Portal, clean_env, free_port, start_worker, stop  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -29,7 +32,9 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-tti-"))
+    port = free_port()
     os.environ.update(
+        PORTAL_BASE_URL=f"http://127.0.0.1:{port}",
         DEBUG="1",
         DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
         PORTAL_VAR_DIR=str(work),
@@ -46,10 +51,11 @@ def main() -> None:
     from django.test import Client
     from django.urls import reverse
 
+    from packages_ui.models import PackageFile
     from packages_ui.testing import build_wheel
     from provisioning import services
     from provisioning.models import Membership, PrivateIndex, Team
-    from tests.clients import clean_env, twine_upload
+    from tests.clients import twine_upload
 
     call_command("migrate", verbosity=0)
     django_rq.get_connection("default").flushdb()
@@ -60,10 +66,8 @@ def main() -> None:
     Membership.objects.create(user=user, team=team, role="lead")
     client = Client()
     client.force_login(user)
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "provisioning"], cwd=ROOT, env=clean_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    worker = start_worker("provisioning", "packages")
+    portal = Portal(clean_env(), port)
     totals: list[float] = []
     per_step: dict[str, list[float]] = {}
     try:
@@ -83,8 +87,13 @@ def main() -> None:
             ca = work / f"{name}.pem"
             ca.write_text(client.get(reverse("index_ca_certificate", args=[index.pk])).content.decode())
             wheel = build_wheel(work, f"bench-pkg-{run}", "1.0")
-            base = index.url.removesuffix("simple/")
-            twine_upload([wheel], repository_url=base, username=credential.username, password=password, ca=ca)
+            published = twine_upload(
+                [wheel], repository_url=index.upload_url, username=credential.username, password=password
+            )
+            if published.returncode:
+                raise SystemExit(published.stdout + published.stderr)
+            while not PackageFile.objects.filter(filename=wheel.name, state="live").exists():
+                time.sleep(0.02)
             authed = index.url.replace("https://", f"https://{credential.username}:{password}@")
             download = subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(work / "dl"), "--index-url", authed,
@@ -95,7 +104,7 @@ def main() -> None:
                 raise SystemExit(download.stderr)
             totals.append(installable - start)
             per_step.setdefault("form POST → ready", []).append(ready - start)
-            per_step.setdefault("ready → twine upload + pip download", []).append(installable - ready)
+            per_step.setdefault("ready → twine to the portal, live, pip download", []).append(installable - ready)
             for step in index.steps.all():
                 per_step.setdefault(f"  step {step.name}", []).append(step.duration_seconds or 0.0)
         print(f"time to index, median of {args.runs} runs on this machine")
@@ -109,8 +118,8 @@ def main() -> None:
         for index in PrivateIndex.objects.filter(state="ready"):
             services.index_delete(index=index, actor=user)
             services.index_teardown_perform(index.pk)
-        worker.terminate()
-        worker.wait(timeout=20)
+        portal.stop()
+        stop(worker)
 
 
 if __name__ == "__main__":

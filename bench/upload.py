@@ -33,31 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.stack import Portal, clean_env, free_port, rss_kb, start_worker, stop  # noqa: E402
+
 MB = 1024 * 1024
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_kb(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def child_pids(pid: int) -> list[int]:
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(p) for p in text]
-
-
-def clean_env() -> dict[str, str]:
-    # These machines export CA bundles that would override twine's --cert and requests' verify.
-    return {k: v for k, v in os.environ.items() if k not in {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}}
 
 
 def twine(url: str, user: str, password: str, path: Path) -> float:
@@ -99,38 +79,6 @@ class Reader(threading.Thread):
             time.sleep(0.02)
 
 
-class Portal:
-    """The portal under gunicorn."""
-
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.port = port
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "-b", f"127.0.0.1:{self.port}",
-             "-w", "1", "--timeout", "900", "--log-level", "warning"],
-            cwd=ROOT, env=env, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.get("/health/")
-                break
-            except OSError:
-                time.sleep(0.1)
-        self.worker_pid = child_pids(self.process.pid)[0]
-
-    def get(self, path: str) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        conn.close()
-        return response.status
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, 15)
-        self.process.wait(timeout=30)
-
-
 def start_peer(folder: Path) -> tuple[subprocess.Popen, int]:
     """The peer: plain pypiserver taking uploads without auth, as in the seed deployment."""
     folder.mkdir()
@@ -148,12 +96,6 @@ def start_peer(folder: Path) -> tuple[subprocess.Popen, int]:
         except OSError:
             time.sleep(0.05)
     raise SystemExit("the peer pypiserver did not start")
-
-
-def stop(process: subprocess.Popen | None) -> None:
-    if process is not None and process.poll() is None:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
 
 
 def main() -> None:
@@ -203,14 +145,10 @@ def main() -> None:
     read, read_password = services.credential_create(index=index, kind="read", label="reader", actor=user)
     cafile = work / "ca.pem"
     cafile.write_text(services.index_ca_pem(index))
-    env = clean_env()
-    portal = Portal(env, port)
+    portal = Portal(clean_env(), port)
     worker = peer = reader = None
     try:
-        worker = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "packages"], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        worker = start_worker("packages")
         peer, peer_port = start_peer(work / "peer-packages")
         auth = base64.b64encode(f"{read.username}:{read_password}".encode()).decode()
         reader = Reader(index.deployment["https_port"], "/simple/bench-big/", auth, str(cafile))
