@@ -34,7 +34,7 @@ def test_a_local_index_presents_a_valid_certificate_from_caddys_internal_ca(read
     assert check.certificates_persisted is True
     assert any(path.endswith("localhost.crt") for path in check.certificate_files)
     assert check.container_state == "running"
-    assert {c["name"] for c in check.containers} == {"caddy", "pypiserver", "pypiserver-publish"}
+    assert {c["name"] for c in check.containers} == {"caddy", "pypiserver"}
     assert (check.package_count, check.storage_bytes) == (1, 1234)
     assert check.last_upload_at is not None
     assert IndexHealth.objects.get(index=ready_index).latest == check
