@@ -375,7 +375,6 @@ class EntraProvider:
                 return post_logout_redirect_uri
         return None
 
-
     def _logout_names_client(self, query: dict[str, str]) -> bool:
         if query.get("client_id", self.client_id) != self.client_id:
             return False

@@ -164,7 +164,10 @@ def end_session_url(*, id_token_hint: str | None) -> str | None:
         return None
     if not endpoint:
         return None
-    params = {"client_id": settings.ENTRA_CLIENT_ID, "post_logout_redirect_uri": settings.ENTRA_POST_LOGOUT_REDIRECT_URI}
+    params = {
+        "client_id": settings.ENTRA_CLIENT_ID,
+        "post_logout_redirect_uri": settings.ENTRA_POST_LOGOUT_REDIRECT_URI,
+    }
     if id_token_hint:
         params["id_token_hint"] = id_token_hint
     query = urlencode(params)
