@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
 from collections.abc import Callable
 
 from django.conf import settings
@@ -71,6 +72,15 @@ class Team(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def validate_entra_group_id(value: str) -> None:
+    """Entra group object ids are GUIDs (a display name would never match the `groups` claim)."""
+    if value and not GUID_RE.fullmatch(value):
+        raise ValidationError(f"{value!r} is not an Entra group object id (a GUID such as {uuid.UUID(int=0)}).")
 
 
 class Membership(models.Model):

@@ -154,6 +154,9 @@ def other_lead(other_team) -> User:
 def portal_admin(db) -> User:
     user = _user("admin")
     user.groups.add(Group.objects.get_or_create(name=ADMIN_GROUP)[0])
+    # As the Portal.Admin app role makes them at sign-in: staff, to maintain teams in the Django admin.
+    user.is_staff = user.is_superuser = True
+    user.save(update_fields=["is_staff", "is_superuser"])
     return user
 
 
