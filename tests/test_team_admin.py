@@ -99,7 +99,7 @@ def test_command_creates_the_team_when_asked(db):
 
 
 def test_command_explains_an_unknown_team_and_a_bad_group_id(team):
-    with pytest.raises(CommandError, match="No team with slug 'data'.*data-platform"):
+    with pytest.raises(CommandError, match=r"No team with slug 'data'.*data-platform"):
         call_command("set_team_group", "data", GROUP)
     with pytest.raises(CommandError, match="not an Entra group object id"):
         call_command("set_team_group", "data-platform", "Data Platform Engineers")
