@@ -42,6 +42,14 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.object_repr}"
 
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("The audit log is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The audit log is append-only.")
+
     # --- how the log reads (portal.audit_labels)
     @property
     def action_label(self) -> str:
@@ -62,14 +70,6 @@ class AuditEvent(models.Model):
     def detail_items(self) -> list[tuple[str, str, str]]:
         """(label, shown text, full text) per detail, in recorded order."""
         return [(audit_labels.detail_label(k), *audit_labels.detail_text(v)) for k, v in self.details.items()]
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise PermissionError("The audit log is append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("The audit log is append-only.")
 
 
 # --- Entra sign-in (issue 4)
