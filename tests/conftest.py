@@ -30,6 +30,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # verify=; no test may depend on them, and child processes inherit os.environ.
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE"):
         os.environ.pop(name, None)
+    # A developer's `make run` writes .env in the checkout; manage.py children of tests must not read it.
+    os.environ["PORTAL_ENV_FILE"] = os.devnull
 
 
 @pytest.fixture(scope="session")
