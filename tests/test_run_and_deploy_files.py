@@ -258,8 +258,8 @@ def test_manage_py_reads_only_an_env_file_make_run_wrote_and_the_environment_win
         env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "PORTAL_BASE_URL"}}
         env.update(PORTAL_ENV_FILE=str(env_file), SECRET_KEY="x" * 50, **extra)
         done = subprocess.run(
-            [sys.executable, "manage.py", "shell", "--no-imports", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-            timeout=120,
+            [sys.executable, "manage.py", "shell", "--no-imports", "-c", script], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         return done.stdout.strip() or done.stderr[-500:]
 
