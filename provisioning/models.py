@@ -135,6 +135,8 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 # States in which a job is (or should be) working on the index.
 ACTIVE_STATES = {S.REQUESTED, S.PROVISIONING, S.RESTARTING, S.DELETING}
+# States in which the index has resources whose certificate and health mean something.
+CHECKED_STATES = (S.READY, S.RESTARTING, S.FAILED, S.PROVISIONING)
 # Names stay taken while the index exists in any form.
 NAME_HOLDING_STATES = set(IndexState.values) - {S.DELETED, S.DENIED}
 
@@ -231,6 +233,16 @@ class PrivateIndex(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.state == IndexState.READY
+
+    @property
+    def is_checkable(self) -> bool:
+        """Built and not torn down: its certificate, health and files can be checked and shown."""
+        return bool(self.deployment) and self.state in CHECKED_STATES
+
+    @property
+    def is_gone(self) -> bool:
+        """Torn down or denied: nothing runs, so nothing live is shown or checked."""
+        return self.state in {IndexState.DELETED, IndexState.DENIED}
 
     @property
     def can_retry(self) -> bool:
