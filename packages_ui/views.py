@@ -246,15 +246,13 @@ def tokens(request: HttpRequest, index_id: int) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            has_ca = provisioning_services.index_ca_pem(index) is not None
-            ca_file = f"{index.name}-ca.pem" if has_ca else None
             context.update(
                 new_credential=credential,
                 password=password,
-                ca_file=ca_file,
                 snippets=client_snippets(
-                    index_url=index.url, username=credential.username, password=password,
-                    ca_file=ca_file, publish=kind == IndexCredential.Kind.PUBLISH,
+                    index_url=index.url, upload_url=index.upload_url, index_name=index.name,
+                    username=credential.username, password=password,
+                    ca_pem=provisioning_services.index_ca_pem(index), publish=kind == IndexCredential.Kind.PUBLISH,
                 ),
             )  # fmt: skip
     template = "packages_ui/tokens.html#created" if request.htmx else "packages_ui/tokens.html"
