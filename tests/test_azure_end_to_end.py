@@ -149,3 +149,25 @@ def test_an_index_on_the_azure_path_gets_an_acme_certificate_serves_pip_over_htt
     assert snapshot["container_groups"] == {}
     assert not emulator.state.storage_dir.exists() or not any(emulator.state.storage_dir.iterdir())
     assert not any(emulator.arm.runtime.folder.iterdir())
+
+
+def test_an_index_whose_caddy_cannot_reach_the_acme_ca_fails_the_certificate_step_with_caddys_log(
+    azure_emulator_running: AzureEmulator, pebble: Pebble, team, lead, settings, run_jobs,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    # A directory on a port the containers may not reach: no order can ever be placed.
+    settings.ACME_DIRECTORY_URL = "https://127.0.0.1:9/dir"
+    settings.ACME_CERTIFICATE_TIMEOUT_SECONDS = 3.0
+    with django_capture_on_commit_callbacks(execute=True):
+        index = services.index_request(team=team, name="no-cert", size="small", requested_by=lead)
+    run_jobs()
+    index.refresh_from_db()
+
+    assert index.state == "failed"
+    assert index.failed_step == "certificate"
+    step = index.steps.get(operation="provision", name="certificate")
+    assert step.label == "Wait for the HTTPS certificate"
+    assert f"No valid certificate for {services.index_spec(index).hostname} after 3 s" in index.error
+    assert "Caddy's log ends with:" in index.error
+    assert "127.0.0.1:9" in index.error.split("Caddy's log ends with:")[1]  # Caddy's own words
+    assert pebble.issued_count() == 0
