@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from provisioning.certs import CertificateStatus, inspect_certificate
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
 from provisioning.spec import SHARE_CERTS
-from tests.clients import clean_env, fresh_venv
+from tests.clients import clean_env
 
 pytestmark = pytest.mark.e2e
 
@@ -108,14 +109,26 @@ def test_an_index_on_the_azure_path_gets_an_acme_certificate_serves_pip_over_htt
     username = index.credentials.get(label="laptop").username
     roots = tmp_path / "acme-roots.pem"
     roots.write_text(driver.ca_certificate_pem(spec))
-    python = fresh_venv(tmp_path / "venv")
+    python = Path(sys.executable)  # installs into a fresh --target folder: no venv to build
     environment = child_environment(emulator.url, emulator.ca_path, tmp_path / "resolver", clean_env())
     index_url = f"https://{username}:{password}@{spec.hostname}/simple/"
-    pip = ["-m", "pip", "install", "--no-cache-dir", "--index-url", index_url]
+    pip = ["-m", "pip", "install", "--no-cache-dir", "--target", str(tmp_path / "site"), "--index-url", index_url]
     installed = _pip(python, *pip, "--cert", str(roots), "journey-demo==1.0", env=environment)
     assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (tmp_path / "site" / "journey_demo-1.0.dist-info").is_dir()
     # The check is real: the emulator's CA does not vouch for pebble's certificate.
-    download = ["-m", "pip", "download", "--no-cache-dir", "--index-url", index_url, "-d", str(tmp_path / "dl")]
+    download = [
+        "-m",
+        "pip",
+        "download",
+        "--no-cache-dir",
+        "--retries",
+        "0",
+        "--index-url",
+        index_url,
+        "-d",
+        str(tmp_path / "dl"),
+    ]
     refused = _pip(python, *download, "--cert", str(emulator.ca_path), "journey-demo==1.0", env=environment)
     assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr
 
