@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,7 +64,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="azure-bench-"))
     pebble = Pebble(work / "pebble").start()
-    emulator = AzureEmulator(cert_dir=work / "emulator", run_containers=True, egress_ports=(pebble.acme_port,)).start()
+    emulator = AzureEmulator(
+        cert_dir=work / "emulator",
+        run_containers=True,
+        egress_ports=(pebble.acme_port,),
+        host_ports={80: pebble.http_port, 443: pebble.tls_port},  # pebble validates the challenges there
+    ).start()
     roots = work / "acme-issuer-roots.pem"
     roots.write_text(pebble.issuer_root_pem())
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -179,6 +185,7 @@ def main() -> None:
     finally:
         emulator.stop()
         pebble.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
     def median(key: str) -> float:
         return statistics.median(row.get(key, 0) for row in rows)

@@ -4,21 +4,28 @@ started with its own configuration on free loopback ports, stopped by its PID.
 Its ACME API is served over HTTPS with a certificate from a trustme CA written next to the
 configuration (`tls_ca_path`: what Caddy's `acme_ca_root` names). The CA that signs the issued
 certificates is created by pebble at each start; `issuer_root_pem()` reads it from the management
-API. Challenges: PEBBLE_VA_ALWAYS_VALID=1 marks every authorization valid without connecting
-back. The index's FQDN (`*.azurecontainer.io`) cannot resolve here and pebble validates one
-fixed httpPort/tlsPort for all hosts, while each container group gets its own mapped ports; what
-the tests check is the issuance itself, its storage on the share, the chain and the host name.
+API.
+
+Challenges are validated for real: pebble resolves every name through `-dnsserver`, a small
+DNS responder here that answers 127.0.0.1 for any A query (the FQDNs `*.azurecontainer.io` do
+not resolve on this machine), and connects to `http_port` (HTTP-01) and `tls_port`
+(TLS-ALPN-01): the loopback ports the emulator maps the container group's public 80 and 443 to
+(`AzureEmulator(host_ports=...)`). So Caddy answers the challenge itself, through the mapping.
+One validation port pair per pebble: one container group at a time gets certificates.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -29,19 +36,61 @@ PEBBLE = "/usr/bin/pebble"
 ISSUED_MARKER = "Issued certificate serial"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as sock:
         return sock.getsockname()[1]
+
+
+class LoopbackDns:
+    """A UDP DNS responder on 127.0.0.1 that answers every A query with 127.0.0.1 and every
+    other query with no records (RFC 1035 wire format, one question per query)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, name="pebble-dns", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                query, client = self.sock.recvfrom(512)
+            except OSError:
+                return
+            with contextlib.suppress(Exception):  # a malformed query gets no answer
+                self.sock.sendto(self.answer(query), client)
+
+    @staticmethod
+    def answer(query: bytes) -> bytes:
+        (ident,) = struct.unpack("!H", query[:2])
+        end = 12
+        while query[end]:
+            end += query[end] + 1
+        question = query[12 : end + 5]
+        qtype = struct.unpack("!H", query[end + 1 : end + 3])[0]
+        records = []
+        if qtype == 1:  # A: a pointer to the question's name, class IN, TTL 60, 127.0.0.1
+            records.append(struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1"))
+        header = struct.pack("!HHHHHH", ident, 0x8180, 1, len(records), 0, 0)
+        return header + question + b"".join(records)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Pebble:
     """`with Pebble(folder) as pebble: ...` or start()/stop()."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, http_port: int = 0, tls_port: int = 0) -> None:
+        """`http_port`/`tls_port`: where challenges are validated (default: free ports, to be
+        given to the emulator as the group's host ports)."""
         self.folder = Path(folder)
+        self.http_port = http_port or free_port()
+        self.tls_port = tls_port or free_port()
         self.acme_port = 0
         self.management_port = 0
         self.process: subprocess.Popen | None = None
+        self.dns: LoopbackDns | None = None
 
     @staticmethod
     def available() -> bool:
@@ -66,15 +115,16 @@ class Pebble:
         ca.cert_pem.write_to_path(str(self.tls_ca_path))
         served.private_key_pem.write_to_path(str(self.folder / "tls-key.pem"))
         served.cert_chain_pems[0].write_to_path(str(self.folder / "tls-cert.pem"))
-        self.acme_port, self.management_port = _free_port(), _free_port()
+        self.acme_port, self.management_port = free_port(), free_port()
+        self.dns = LoopbackDns()
         config = {
             "pebble": {
                 "listenAddress": f"127.0.0.1:{self.acme_port}",
                 "managementListenAddress": f"127.0.0.1:{self.management_port}",
                 "certificate": str(self.folder / "tls-cert.pem"),
                 "privateKey": str(self.folder / "tls-key.pem"),
-                "httpPort": 5002,
-                "tlsPort": 5001,
+                "httpPort": self.http_port,
+                "tlsPort": self.tls_port,
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": False,
             }
@@ -82,14 +132,13 @@ class Pebble:
         (self.folder / "pebble-config.json").write_text(json.dumps(config))
         environment = {
             "PATH": "/usr/bin:/bin",
-            "PEBBLE_VA_ALWAYS_VALID": "1",
             "PEBBLE_VA_NOSLEEP": "1",
             # Pebble rejects 5% of nonces by default to exercise clients' retries; not here.
             "PEBBLE_WFE_NONCEREJECT": "0",
         }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [PEBBLE, "-config", str(self.folder / "pebble-config.json")],
+                [PEBBLE, "-config", str(self.folder / "pebble-config.json"), "-dnsserver", self.dns.address],
                 cwd=self.folder,
                 env=environment,
                 stdin=subprocess.DEVNULL,
@@ -131,6 +180,9 @@ class Pebble:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
+        if self.dns is not None:
+            self.dns.close()
+            self.dns = None
 
     def __enter__(self) -> Pebble:
         return self.start()

@@ -108,10 +108,16 @@ def azure_emulator_running(
     pebble: Pebble, tmp_path_factory: pytest.TempPathFactory, settings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AzureEmulator]:
     """An emulator that runs each container group's containers as processes (their only way
-    out: pebble's ACME port), the driver pointed at it and at pebble, and the groups' FQDNs
-    resolving to their mapped loopback ports in this process."""
+    out: pebble's ACME port; their public 80/443 on the ports pebble validates challenges on),
+    the driver pointed at it and at pebble, and the groups' FQDNs resolving to their mapped
+    loopback ports in this process."""
     folder = tmp_path_factory.mktemp("azure-running")
-    emulator = AzureEmulator(cert_dir=folder, run_containers=True, egress_ports=(pebble.acme_port,)).start()
+    emulator = AzureEmulator(
+        cert_dir=folder,
+        run_containers=True,
+        egress_ports=(pebble.acme_port,),
+        host_ports={80: pebble.http_port, 443: pebble.tls_port},  # where pebble validates challenges
+    ).start()
     issuer_roots = folder / "acme-issuer-roots.pem"
     issuer_roots.write_text(pebble.issuer_root_pem())
     emulator.acme_settings = acme_settings(pebble, issuer_roots)  # type: ignore[attr-defined]  # for child workers

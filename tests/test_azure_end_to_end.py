@@ -87,8 +87,10 @@ def test_an_index_on_the_azure_path_gets_an_acme_certificate_serves_pip_over_htt
     assert index.steps.get(operation="provision", name="certificate").state == "done"
     spec = services.index_spec(index)
 
-    # One certificate, from pebble, for the FQDN, written by Caddy through the share.
+    # One certificate, from pebble, for the FQDN, written by Caddy through the share, after
+    # pebble validated a challenge that Caddy answered through the group's mapped ports.
     assert pebble.issued_count() == 1
+    assert "set VALID by completed challenge" in pebble.log_path.read_text()
     (stored,) = _certificate_files(index)
     driver = get_driver()
     served = inspect_certificate(spec.hostname, 443, ca_pem=driver.ca_certificate_pem(spec))

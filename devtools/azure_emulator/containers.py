@@ -205,9 +205,14 @@ class ContainerRuntime:
     """The processes of every container group in an emulator. Called by `ArmService` with the
     state lock held."""
 
-    def __init__(self, state: EmulatorState, *, egress_ports: Iterable[int] = ()) -> None:
+    def __init__(
+        self, state: EmulatorState, *, egress_ports: Iterable[int] = (), host_ports: dict[int, int] | None = None
+    ) -> None:
+        """`host_ports`: {public port: host port} to use when that host port is free (so an ACME
+        test server can be told beforehand where to validate); other ports get free ones."""
         self.state = state
         self.egress_ports = tuple(egress_ports)
+        self.host_ports = dict(host_ports or {})
         self.folder = Path(tempfile.mkdtemp(prefix="azure-emulator-containers-"))
         self.groups: dict[tuple[str, str, str], GroupRuntime] = {}
 
@@ -324,7 +329,7 @@ class ContainerRuntime:
         self.groups[key] = runtime
         namespace = runtime.namespace
         for port in wanted:
-            listener = socket.create_server(("127.0.0.1", 0))
+            listener = self._listen(self.host_ports.get(port, 0))
             runtime.ports[port] = listener.getsockname()[1]
             runtime.forwarders.append(Forwarder(listener, self._dialer(namespace, port)))
         for port in self.egress_ports:
@@ -336,6 +341,13 @@ class ContainerRuntime:
                 Forwarder(listener, lambda port=port: socket.create_connection(("127.0.0.1", port), timeout=10))
             )
         return runtime
+
+    @staticmethod
+    def _listen(port: int) -> socket.socket:
+        try:
+            return socket.create_server(("127.0.0.1", port))
+        except OSError:  # taken (e.g. by a second group): any free port
+            return socket.create_server(("127.0.0.1", 0))
 
     @staticmethod
     def _dialer(namespace: Namespace, port: int) -> Callable[[], socket.socket]:

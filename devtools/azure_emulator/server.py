@@ -181,9 +181,11 @@ class AzureEmulator:
         subscription_id: str = DEFAULT_SUBSCRIPTION_ID,
         run_containers: bool = False,
         egress_ports: tuple[int, ...] = (),
+        host_ports: dict[int, int] | None = None,
     ) -> None:
         """`run_containers`: start each container group's containers as local processes (see
-        containers.py); `egress_ports`: host loopback ports those processes may reach."""
+        containers.py); `egress_ports`: host loopback ports those processes may reach;
+        `host_ports`: {public port: preferred host port} for the first group."""
         self.cert_dir = Path(cert_dir)
         self.host = host
         self.port = port
@@ -197,7 +199,7 @@ class AzureEmulator:
         self.public_url = ""
         self.arm = ArmService(self.state, self.file_endpoint)
         if run_containers:
-            self.arm.runtime = ContainerRuntime(self.state, egress_ports=egress_ports)
+            self.arm.runtime = ContainerRuntime(self.state, egress_ports=egress_ports, host_ports=host_ports)
         self.files = FileService(self.state)
         self.identity = IdentityService(self.state)
         self._server: _Server | None = None
