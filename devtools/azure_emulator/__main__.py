@@ -7,7 +7,8 @@ is not the local sign-in provider's (8443), so it runs next to `make run`.
 
 It prints the settings to export. Faults and the request log: the control API under
 /_emulator/ (POST /_emulator/faults {"method": "PUT", "path": "containerGroups", "status": 429,
-"retry_after": 1, "times": 2}; GET /_emulator/requests; GET /_emulator/state; POST /_emulator/reset).
+"retry_after": 1, "times": 2}; GET /_emulator/requests; GET /_emulator/state; POST /_emulator/reset;
+GET /_emulator/containers: processes and port mapping with --run-containers).
 """
 
 from __future__ import annotations
@@ -31,9 +32,21 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("AZURE_EMULATOR_PORT") or DEFAULT_PORT))
     parser.add_argument("--cert-dir", type=Path, default=Path("var/azure-emulator"))
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--run-containers", action="store_true", help="run each container group's commands as local processes (root)"
+    )
+    parser.add_argument(
+        "--egress-port", type=int, action="append", default=[], help="a host loopback port the containers may reach"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    emulator = AzureEmulator(cert_dir=args.cert_dir, host=args.host, port=args.port).start()
+    emulator = AzureEmulator(
+        cert_dir=args.cert_dir,
+        host=args.host,
+        port=args.port,
+        run_containers=args.run_containers,
+        egress_ports=tuple(args.egress_port),
+    ).start()
     settings = {
         **emulator.environment(),
         "AZURE_SUBSCRIPTION_ID": emulator.subscription_id,

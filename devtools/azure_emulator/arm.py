@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
+from .containers import ContainerRuntime
 from .http import Request, Response, arm_error, iso_now, json_response, new_id
 from .state import ContainerGroup, EmulatorState, FileShare, Operation, StorageAccount, public_definition
 
@@ -40,6 +41,8 @@ class ArmService:
     def __init__(self, state: EmulatorState, file_endpoint: Callable[[str], str]) -> None:
         self.state = state
         self.file_endpoint = file_endpoint  # account name -> https://.../account/
+        # Set when the emulator runs the containers as processes (see containers.py).
+        self.runtime: ContainerRuntime | None = None
         self.routes: list[tuple[str, re.Pattern, Callable[..., Response], str, str]] = []
         route = self._route
         route(
@@ -96,6 +99,13 @@ class ArmService:
         route("GET", _CG + "$", self.get_group, "Microsoft.ContainerInstance/containerGroups", "read")
         route("DELETE", _CG + "$", self.delete_group, "Microsoft.ContainerInstance/containerGroups", "delete")
         route(
+            "GET",
+            _CG + "/containers/(?P<container>[^/]+)/logs$",
+            self.container_logs,
+            "Microsoft.ContainerInstance/containerGroups/containers/logs",
+            "read",
+        )
+        route(
             "POST",
             _CG + "/(?P<action>restart|stop|start)$",
             self.group_action,
@@ -144,7 +154,10 @@ class ArmService:
                     "invalid. If access was recently granted, please refresh your credentials.",
                 )
             with self.state.lock:
-                return handler(request, **args)
+                response = handler(request, **args)
+                if self.runtime is not None:  # groups deleted alone or with their resource group
+                    self.runtime.sync()
+                return response
         if any(p.match(path) for _, p, *_ in self.routes):
             return arm_error(405, "MethodNotAllowed", f"The requested method {request.method} is not allowed.")
         return arm_error(404, "InvalidResourceType", f"The resource type could not be found for '{path}'.")
@@ -395,7 +408,7 @@ class ArmService:
         if existing is not None:
             existing.quota_gb = quota
             return json_response(200, self._share_body(found, existing))
-        created = FileShare(share, quota_gb=quota, protocols=props.get("enabledProtocols") or "SMB")
+        created = self.state.new_share(share, quota_gb=quota, protocols=props.get("enabledProtocols") or "SMB")
         found.shares[share] = created
         return json_response(201, self._share_body(found, created))
 
@@ -460,6 +473,8 @@ class ArmService:
                 current = {"state": "Terminated", "exitCode": 0, "detailStatus": "Stopped"}
             else:
                 current = {"state": "Waiting", "detailStatus": group.failure or "ContainerCreating"}
+            if self.runtime is not None and state == "Running":
+                current = self.runtime.container_state(group, name) or current
             container["properties"]["instanceView"] = {
                 "restartCount": group.restart_counts.get(name, 0),
                 "currentState": current,
@@ -585,6 +600,8 @@ class ArmService:
     def _start_deployment(self, request: Request, sub: str, group: ContainerGroup) -> str:
         forced = self.state.group_failures.pop(group.name, None) or self.state.group_failures.pop("*", None)
         group.failure = forced or self._mount_failure(group)
+        if not group.failure and self.runtime is not None:
+            group.failure = self.runtime.start(group)
         group.pending_polls = self.state.group_polls
         group.stopped = False
         for container in group.definition["containers"]:
@@ -699,6 +716,8 @@ class ArmService:
         action = action.lower()
         if action == "stop":
             group.stopped = True
+            if self.runtime is not None:
+                self.runtime.stop(group)
             return Response(204)
         if action == "restart":
             if group.failure:
@@ -707,9 +726,25 @@ class ArmService:
                 group.restart_counts[container["name"]] = group.restart_counts.get(container["name"], 0) + 1
                 self._event(group, container["name"], "Killing", f"Killing container {container['name']} for restart")
             group.pending_polls = self.state.group_polls
+            if self.runtime is not None:
+                self.runtime.start(group)
             return Response(204)
         async_url = self._start_deployment(request, sub, group)  # start
         return Response(202, b"", {"Azure-AsyncOperation": async_url, "Retry-After": "0"})
+
+    def container_logs(self, request: Request, sub: str, rg: str, cg: str, container: str) -> Response:
+        """Containers_ListLogs: `{"content": ...}`, the last `tail` lines when asked."""
+        group = self.state.container_groups.get(self._group_key(sub, rg, cg))
+        if group is None or container not in {c["name"] for c in group.definition["containers"]}:
+            return arm_error(
+                404,
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.ContainerInstance/containerGroups/{cg}/containers/{container}' under "
+                f"resource group '{rg}' was not found.",
+            )
+        tail = request.query.get("tail")
+        content = self.runtime.logs(group, container, int(tail) if tail else None) if self.runtime else ""
+        return json_response(200, {"content": content})
 
     # --- Test helpers (called with the state lock held by the caller or alone).
     def crash_container(self, group_name: str, container: str) -> None:

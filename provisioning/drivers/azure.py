@@ -46,6 +46,7 @@ from azure.mgmt.storage.models import (
 from azure.storage.fileshare import ShareClient, ShareServiceClient
 from django.conf import settings
 
+from provisioning.certs import CertificateStatus, inspect_certificate
 from provisioning.drivers.base import (
     ContainerStatus,
     DeployStep,
@@ -311,6 +312,10 @@ class AzureDriver(Driver):
                 lambda: self._wait_running(spec, created.pop("group", None)),
                 rerun=True,
             ),
+            # Ready means clients can connect: Caddy holds a certificate from the ACME CA.
+            DeployStep(
+                "certificate", "Wait for the HTTPS certificate", lambda: self._wait_certificate(spec), rerun=True
+            ),
         ]
 
     def teardown_steps(self, spec: IndexSpec) -> list[DeployStep]:
@@ -559,12 +564,57 @@ class AzureDriver(Driver):
         if left:
             raise DriverError("Still present in Azure: " + ", ".join(left) + ".", permanent=False)
 
+    # --- certificates
+    def ca_certificate_pem(self, spec: IndexSpec) -> str | None:
+        """The ACME issuer roots clients must trust (ACME_ISSUER_ROOTS), or None for Let's
+        Encrypt production, which every client trusts already."""
+        roots = settings.ACME_ISSUER_ROOTS
+        if not roots:
+            return None
+        try:
+            with open(roots, encoding="ascii") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise DriverError(f"Cannot read ACME_ISSUER_ROOTS {roots}: {exc.strerror}.", permanent=True) from exc
+
+    def _wait_certificate(self, spec: IndexSpec) -> None:
+        """Until the FQDN serves a certificate that chains to the ACME issuer's roots and names
+        the host; on timeout a retryable failure with the end of Caddy's log."""
+        roots = self.ca_certificate_pem(spec)
+        deadline = time.monotonic() + settings.ACME_CERTIFICATE_TIMEOUT_SECONDS
+        while True:
+            result = inspect_certificate(
+                spec.hostname, spec.placement.https_port, ca_pem=roots, timeout=settings.CERT_CHECK_TIMEOUT_SECONDS
+            )
+            if result.status in (CertificateStatus.VALID, CertificateStatus.EXPIRING):
+                return
+            if time.monotonic() > deadline:
+                raise DriverError(
+                    f"No valid certificate for {spec.hostname} after "
+                    f"{settings.ACME_CERTIFICATE_TIMEOUT_SECONDS:g} s ({result.reason}) from "
+                    f"{settings.ACME_DIRECTORY_URL}. Caddy's log ends with:\n{self.container_log_tail(spec, 'caddy')}",
+                    permanent=False,
+                )
+            time.sleep(min(2.0, max(0.2, settings.AZURE_POLLING_INTERVAL_SECONDS)))
+
+    def container_log_tail(self, spec: IndexSpec, container: str, lines: int = 20) -> str:
+        """The last `lines` lines a container wrote (the ACI logs API), or why they cannot be read."""
+        names = self._names(spec)
+        try:
+            logs = self.containers.containers.list_logs(
+                names["resource_group"], names["container_group"], container, tail=lines
+            )
+        except AzureError as exc:
+            return f"(the log cannot be read: {_azure_message(exc)})"
+        return (logs.content or "").rstrip() or "(empty)"
+
     # --- running indexes
     def restart(self, spec: IndexSpec) -> None:
         """Restart every container of the group (Caddy keeps its certificates on caddy-certs)
-        and return once they all run again. Raises DriverError."""
+        and return once they all run again and the FQDN serves a valid certificate. Raises DriverError."""
         self._group_operation(spec, "Restarting", self.containers.container_groups.begin_restart)
         self._wait_running(spec)
+        self._wait_certificate(spec)  # the index answers HTTPS again, with its certificate
 
     def _group_operation(self, spec: IndexSpec, verb: str, begin: Callable[..., LROPoller[Any]]) -> None:
         """Run one long-running operation on the index's container group and wait for it."""
