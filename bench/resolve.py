@@ -3,7 +3,7 @@ or more, against an index WITH the modern protocol (PEP 658/714 metadata files, 
 PEP 691 JSON) and WITHOUT it (the old way: the same server and files, a manifest without metadata
 files or Requires-Python, so clients must download wheels to read their METADATA), same run.
 
-    .venv/bin/python bench/resolve.py [--projects 30] [--big 6] [--big-megabytes 110] [--python 3.11]
+    .venv/bin/python bench/resolve.py [--projects 30] [--big 6] [--big-megabytes 110] [--python 3.11] [--runs 3]
 
 Builds real wheels (packages_ui.testing.build_wheel) in a temporary folder: per project 1.0 and
 2.0 (the big projects' 2.0 is the big wheel) and 3.0 needing Python >= 3.13, every second project
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,8 +84,19 @@ def sent_bytes(server: IndexServer, mark: int) -> tuple[int, int]:
     return sum(sizes), len(sizes)
 
 
-def run_client(argv: list[str], env: dict[str, str], server: IndexServer) -> tuple[float, int, int, str]:
-    """(seconds, bytes from the index, requests, error or '')."""
+def run_client(argv: list[str], env: dict[str, str], server: IndexServer, runs: int) -> tuple[float, int, int, str]:
+    """(median seconds, bytes from the index, requests, error or '') over `runs` runs; bytes and
+    requests from the last run (every run sends the same requests: no caches)."""
+    timings = []
+    for _ in range(runs):
+        seconds, sent, count, error = run_once(argv, env, server)
+        timings.append(seconds)
+        if error:
+            break
+    return statistics.median(timings), sent, count, error
+
+
+def run_once(argv: list[str], env: dict[str, str], server: IndexServer) -> tuple[float, int, int, str]:
     time.sleep(0.3)  # the access log line of the last request is written once its body is sent
     mark = server.access_log_path.stat().st_size
     started = time.perf_counter()
@@ -102,6 +114,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=6, help="how many projects have a big 2.0 wheel")
     parser.add_argument("--big-megabytes", type=int, default=110)
     parser.add_argument("--python", default="3.11", help="the target Python the resolvers resolve for")
+    parser.add_argument("--runs", type=int, default=3, help="runs per client and index (median seconds)")
     args = parser.parse_args()
     uv = str(Path(sys.executable).with_name("uv"))
 
@@ -136,7 +149,7 @@ def main() -> None:
                 uv_compile = [uv, "pip", "compile", "--no-cache", "--no-header", "--python-version", args.python,
                               "--index-url", index_url, str(requirements)]  # fmt: skip
                 for client, argv in (("pip install --dry-run --report", pip), ("uv pip compile", uv_compile)):
-                    seconds, sent, count, error = run_client(argv, env, server)
+                    seconds, sent, count, error = run_client(argv, env, server, args.runs)
                     resolved = ""
                     if client.startswith("pip") and not error:
                         resolved = f"{len(json.loads(report.read_text())['install'])} resolved"
@@ -147,7 +160,7 @@ def main() -> None:
             for process in processes:
                 stop(process)
 
-    print(f"\nResolving {args.projects} requirements for Python {args.python} (no client caches), same run:")
+    print(f"\nResolving {args.projects} requirements for Python {args.python}, no caches, median of {args.runs}:")
     print(f"  {'client':<32} {'index':<20} {'seconds':>8} {'bytes from index':>17} {'requests':>9}  note")
     for client, label, seconds, sent, count, note in rows:
         print(f"  {client:<32} {label:<20} {seconds:8.2f} {sent:17,d} {count:9d}  {note}")
