@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from packages_ui import services
 from packages_ui.manifest import index_manifest
@@ -112,8 +113,6 @@ def test_yanking_on_the_page_is_forbidden_to_a_member_and_hidden_from_another_te
 
 
 def test_yank_page_requires_csrf(shelf, publisher, release):
-    from django.test import Client
-
     client = Client(enforce_csrf_checks=True)
     client.force_login(publisher)
     response = client.post(f"/indexes/{shelf.pk}/packages/yank/", {"project": "lib", "version": "2.0"})
