@@ -1,5 +1,5 @@
 """The whole index on the Azure path, on this machine: the Azure driver against the emulator,
-which runs the container group's commands (the project's caddy and pypi-server) as processes on
+which runs the container group's commands (the project's caddy and the index server) as processes on
 the shares' folders, with pebble standing in for Let's Encrypt.
 
 request → ACME certificate issued and written to caddy-certs through the share → upload → live
@@ -18,30 +18,27 @@ import pytest
 from devtools.azure_emulator import AzureEmulator
 from devtools.azure_emulator.resolver import child_environment
 from devtools.pebble import Pebble
-from packages_ui import services as package_services
 from packages_ui.models import PackageFile
-from packages_ui.receiving import ReceivedFile
 from packages_ui.testing import build_wheel
 from provisioning import services
 from provisioning.certs import CertificateStatus, inspect_certificate
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
 from provisioning.spec import SHARE_CERTS
-from tests.clients import clean_env
+from tests.clients import clean_env, twine_upload
 
 pytestmark = pytest.mark.e2e
 
 
-def publish_package(index: PrivateIndex, wheel: Path, actor, run_jobs, on_commit) -> PackageFile:
-    """The package step: today the portal stores the file on the package share and a packages
-    job makes it live. Kept apart so the upload API and the one-process index can replace it."""
-    with on_commit(execute=True):
-        package = package_services.package_store(
-            index=index, received=ReceivedFile(path=wheel, filename=wheel.name), actor=actor
-        )
+def publish_package(index: PrivateIndex, wheel: Path, actor, run_jobs) -> PackageFile:
+    """The package step as CI does it: twine to the portal's upload URL with a publish token; the
+    portal writes the file through the File service and the refresh writes the manifest that the
+    index server (in the group) picks up, with no container restarted."""
+    credential, password = services.credential_create(index=index, kind="publish", label="ci", actor=actor)
+    published = twine_upload([wheel], repository_url=index.upload_url, username=credential.username, password=password)
+    assert published.returncode == 0, published.stdout + published.stderr
     assert run_jobs("packages") == 1
-    package.refresh_from_db()
-    return package
+    return index.package_files.get(filename=wheel.name)
 
 
 def _certificate_files(index: PrivateIndex) -> list[str]:
@@ -77,7 +74,10 @@ def test_an_index_on_the_azure_path_gets_an_acme_certificate_serves_pip_over_htt
     run_jobs,
     django_capture_on_commit_callbacks,
     tmp_path,
+    live_server,
+    settings,
 ):
+    settings.PORTAL_BASE_URL = live_server.url
     emulator = azure_emulator_running
     with django_capture_on_commit_callbacks(execute=True):
         index = services.index_request(team=team, name="journey", size="small", requested_by=lead)
@@ -105,8 +105,10 @@ def test_an_index_on_the_azure_path_gets_an_acme_certificate_serves_pip_over_htt
 
     # Upload, live, and pip over HTTPS with the chain and the host name checked.
     wheel = build_wheel(tmp_path, "journey-demo", "1.0")
-    package = publish_package(index, wheel, publisher, run_jobs, django_capture_on_commit_callbacks)
+    pids_before = _container_pids(emulator)
+    package = publish_package(index, wheel, publisher, run_jobs)
     assert package.state == PackageFile.State.LIVE
+    assert _container_pids(emulator) == pids_before  # live without restarting anything
     _, password = services.credential_create(index=index, kind="read", label="laptop", actor=lead)
     username = index.credentials.get(label="laptop").username
     roots = tmp_path / "acme-roots.pem"
@@ -142,8 +144,8 @@ def test_an_index_on_the_azure_path_gets_an_acme_certificate_serves_pip_over_htt
     index.refresh_from_db()
     assert index.state == "ready", index.error
     (group,) = emulator.snapshot()["container_groups"].values()
-    assert group["restart_counts"]["caddy"] >= 2  # the package job's restart and this one
-    assert len(before) == 3 and not before & _container_pids(emulator)
+    assert group["restart_counts"]["caddy"] == 1  # this restart only: uploads restart nothing
+    assert len(before) == 2 and not before & _container_pids(emulator)
     again = inspect_certificate(spec.hostname, 443, ca_pem=driver.ca_certificate_pem(spec))
     assert again.status == CertificateStatus.VALID, again.reason
     assert again.certificate.sha256 == served.certificate.sha256
