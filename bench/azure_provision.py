@@ -1,6 +1,7 @@
 """The whole index on the Azure path, timed: provisioning through the Azure driver against the
-emulator, which runs the containers (the project's caddy and pypi-server) as processes, with
-pebble standing in for Let's Encrypt; then upload, pip install over HTTPS, restart and teardown.
+emulator, which runs the containers (the project's caddy and the index server) as processes, with
+pebble standing in for Let's Encrypt; then upload (file and manifest through the File service, as
+the portal writes them: no restart), pip install over HTTPS, restart and teardown.
 Median of `--runs` journeys (root is needed: the emulator gives each group a network namespace).
 
     .venv/bin/python bench/azure_provision.py [--runs 3]
@@ -12,12 +13,13 @@ time beyond the emulator" is the rest of the provisioning's wall-clock time, wit
 the certificate (Caddy ordering from pebble, which is the index's time, not the portal's): our
 code, the SDKs, TLS and the loopback network. Certificates are counted in pebble's log, per
 index: "certificates issued: 1 (after restart: 1)" means one issuance and none added by the
-two restarts (Caddy found its certificate on caddy-certs).
+restart (Caddy found its certificate on caddy-certs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -97,24 +99,20 @@ def main() -> None:
     import django
 
     django.setup()
-    from passlib.hash import sha256_crypt
-
     from packages_ui.testing import build_wheel
     from provisioning.drivers.azure import AzureDriver
-    from provisioning.spec import (
-        PUBLISH_HTPASSWD_PATH,
-        READ_HTPASSWD_PATH,
-        SHARE_CONFIG,
-        SHARE_PACKAGES,
-        build_index_spec,
-    )
+    from provisioning.index_server import hash_token
+    from provisioning.spec import MANIFEST_PATH, SHARE_CONFIG, SHARE_PACKAGES, TOKENS_PATH, build_index_spec
+    from tests.index_server_support import manifest_entry
 
     driver = AzureDriver()
     wheel = build_wheel(work, "bench-demo", "1.0")
     python = work / "venv" / "bin" / "python"
     subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True, timeout=120)
     pip_env = child_environment(emulator.url, emulator.ca_path, work / "resolver", _pip_environment())
-    htpasswd = f"{READ_USER}:{sha256_crypt.using(rounds=5000).hash(READ_PASSWORD)}\n".encode()
+    tokens = json.dumps({"version": 1, "tokens": {READ_USER: hash_token(READ_PASSWORD)}}).encode()
+    files = [manifest_entry(wheel, "bench-demo", "1.0", with_metadata=False)]
+    manifest = json.dumps({"version": 1, "generation": "1", "index": "bench", "upload_url": "", "files": files})
     rows = []
     try:
         with fqdn_override(emulator.public_ports):
@@ -133,8 +131,7 @@ def main() -> None:
                     step.run()
                     if step.name == "certificate":
                         certificate_wait = time.perf_counter() - step_started
-                driver.write_if_changed(spec, SHARE_CONFIG, READ_HTPASSWD_PATH, htpasswd)  # as the credentials step
-                driver.write_if_changed(spec, SHARE_CONFIG, PUBLISH_HTPASSWD_PATH, b"")
+                driver.write_if_changed(spec, SHARE_CONFIG, TOKENS_PATH, tokens)  # as the credentials step
                 wall = time.perf_counter() - started
                 log = emulator.requests()
                 counts = Counter(r.service for r in log)
@@ -142,10 +139,11 @@ def main() -> None:
                 portal = wall - certificate_wait - azure
                 issued = pebble.issued_count() - issued_before
 
-                # Upload, made live with a restart (as the packages job does today), then pip.
+                # Upload as the portal does: the file, then the manifest that lists it (the index
+                # server picks it up without a restart); then pip.
                 with wheel.open("rb") as source:
                     driver.write_file(spec, SHARE_PACKAGES, wheel.name, source, size=wheel.stat().st_size)
-                driver.restart(spec)
+                driver.write_if_changed(spec, SHARE_CONFIG, MANIFEST_PATH, manifest.encode())
                 index_url = f"https://{READ_USER}:{READ_PASSWORD}@{spec.hostname}/simple/"
                 pip_started = time.perf_counter()
                 pip = subprocess.run(
