@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from packages_ui.models import PackageFile
+from packages_ui.models import PackageFile, UnrecordedFile
 from portal.audit import audit_record
 from provisioning.models import IndexState, PrivateIndex
 from tests.dashboard_support import make_fleet
@@ -86,7 +86,20 @@ def fleet(ready_index, portal_admin) -> list[PrivateIndex]:
         filename="a_very_long_project_name_for_layout-1.0.0-py3-none-any.whl", kind="wheel", size=12345,
         sha256="e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", state="live",
         uploaded_at=timezone.now() - dt.timedelta(minutes=5),
+        identity="wheel:a-very-long-project-name-for-layout:1::py3-none-any",
     )  # fmt: skip
+    # The package page's other states: a yanked release, a file whose bytes changed on the share,
+    # and a file the portal did not write (the Integrity panel).
+    PackageFile.objects.create(
+        index=ready_index, project="a-very-long-project-name-for-layout", version="0.9.0",
+        filename="a_very_long_project_name_for_layout-0.9.0-py3-none-any.whl", kind="wheel", size=12000,
+        sha256="d" * 64, state="live", problem="changed", yanked=True, yanked_reason="broken import on Windows",
+        identity="wheel:a-very-long-project-name-for-layout:0.9::py3-none-any",
+    )  # fmt: skip
+    UnrecordedFile.objects.create(
+        index=ready_index, path="dropped_behind_the_portals_back_with_a_long_name-6.6.6-py3-none-any.whl",
+        size=4096, sha256="f" * 64,
+    )
     return indexes
 
 
