@@ -27,6 +27,7 @@ from provisioning.models import PrivateIndex
 from provisioning.spec import ContainerSpec, Placement, build_index_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+MANAGE = (sys.executable, "manage.py")
 PROVISION_STEPS = ("shares", "config", "pypiserver", "caddy", "health", "credentials")
 TEARDOWN_STEPS = ("stop", "remove-shares", "confirm")
 
@@ -53,7 +54,7 @@ def manage_env(data_dir: Path, **extra: str) -> dict[str, str]:
 def start_manage(env: dict[str, str], *args: str, log: Path | None = None) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        [*MANAGE, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
 
@@ -103,6 +104,30 @@ def kill_worker_and_horse(worker: subprocess.Popen) -> None:
     for pid in [worker.pid, *children]:
         os.kill(pid, signal.SIGKILL)
     worker.wait()
+
+
+def hold_and_kill(
+    targets: list[tuple[PrivateIndex, str]], operation: str, env: dict[str, str], pause_dir: Path
+) -> None:
+    """Hold each index's job inside its step (one worker per index), then SIGKILL every worker
+    and work-horse, and open the gates for whoever resumes the work."""
+    gates = [pause_dir / pause_point_for(index, operation, step) for index, step in targets]
+    for gate in gates:
+        gate.touch()
+    workers = [start_manage(env, "rqworker", "provisioning") for _ in targets]
+    try:
+        wait_for_files([gate.with_name(f"{gate.name}.reached") for gate in gates], timeout=90)
+    finally:
+        for worker in workers:
+            kill_worker_and_horse(worker)
+        for gate in gates:
+            gate.unlink()
+
+
+def start_survivors(env: dict[str, str], log_dir: Path, workers: int = 2) -> list[subprocess.Popen]:
+    """What production runs after the kill: restarted workers and the one scheduler."""
+    procs = [start_manage(env, "rqworker", "provisioning", log=log_dir / f"worker-{n}.log") for n in range(workers)]
+    return [*procs, start_manage(env, "scheduler", "provisioning.cron", log=log_dir / "scheduler.log")]
 
 
 def process_sets(index: PrivateIndex) -> tuple[int, int]:

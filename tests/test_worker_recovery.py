@@ -8,8 +8,6 @@ about two minutes rather than one and a half per step.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from django.urls import reverse
 
@@ -19,42 +17,16 @@ from provisioning.services import RESUMING_NOTICE
 from tests.recovery_support import (
     PROVISION_STEPS,
     TEARDOWN_STEPS,
-    kill_worker_and_horse,
+    hold_and_kill,
     manage_env,
-    pause_point_for,
     process_sets,
-    start_manage,
+    start_survivors,
     stop_process,
     wait_all,
-    wait_for_files,
 )
 
 pytestmark = pytest.mark.e2e
 RECOVERY_LIMIT_SECONDS = 90
-
-
-def _kill_inside(indexes: dict[str, PrivateIndex], operation: str, env: dict[str, str], pause_dir: Path) -> None:
-    """Hold each index's job inside its step, then SIGKILL every worker and work-horse."""
-    gates = [pause_dir / pause_point_for(index, operation, step) for step, index in indexes.items()]
-    for gate in gates:
-        gate.touch()
-    workers = [start_manage(env, "rqworker", "provisioning") for _ in indexes]
-    try:
-        wait_for_files([gate.with_name(f"{gate.name}.reached") for gate in gates], timeout=90)
-    finally:
-        for worker in workers:
-            kill_worker_and_horse(worker)
-        for gate in gates:
-            gate.unlink()
-
-
-def _recover(env: dict[str, str], tmp_path: Path):
-    """What production runs: restarted workers and the one scheduler."""
-    return [
-        start_manage(env, "rqworker", "provisioning", log=tmp_path / "worker-1.log"),
-        start_manage(env, "rqworker", "provisioning", log=tmp_path / "worker-2.log"),
-        start_manage(env, "scheduler", "provisioning.cron", log=tmp_path / "scheduler.log"),
-    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -68,7 +40,7 @@ def test_provisioning_resumes_within_90_seconds_of_a_killed_worker_in_every_step
         step: services.index_request(team=team, name=f"killed-in-{step}", size="small", requested_by=lead)
         for step in PROVISION_STEPS
     }
-    _kill_inside(indexes, "provision", env, pause_dir)
+    hold_and_kill([(i, step) for step, i in indexes.items()], "provision", env, pause_dir)
     client.force_login(lead)
     notices = set()
 
@@ -76,7 +48,7 @@ def test_provisioning_resumes_within_90_seconds_of_a_killed_worker_in_every_step
         page = client.get(reverse("index_detail", args=[indexes["shares"].pk])).content.decode()
         notices.update(line.strip() for line in page.splitlines() if RESUMING_NOTICE in line)
 
-    survivors = _recover(env, tmp_path)
+    survivors = start_survivors(env, tmp_path)
     try:
         took = wait_all(indexes, {"ready", "failed"}, timeout=120, on_tick=read_the_page)
     finally:
@@ -107,8 +79,8 @@ def test_teardown_finishes_within_90_seconds_of_a_killed_worker_in_every_step_an
         assert index.state == "ready", index.error
         services.index_delete(index=index, actor=lead)
         indexes[step] = index
-    _kill_inside(indexes, "teardown", env, pause_dir)
-    survivors = _recover(env, tmp_path)
+    hold_and_kill([(i, step) for step, i in indexes.items()], "teardown", env, pause_dir)
+    survivors = start_survivors(env, tmp_path)
     try:
         took = wait_all(indexes, {"deleted", "failed"}, timeout=120)
     finally:
