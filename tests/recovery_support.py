@@ -46,8 +46,8 @@ def manage_env(data_dir: Path, **extra: str) -> dict[str, str]:
         LOCAL_DRIVER_DATA_DIR=str(data_dir),
         LOCAL_DRIVER_PORT_RANGE=settings.LOCAL_DRIVER_PORT_RANGE,
         PORTAL_VAR_DIR=str(data_dir.parent / "var"),
-        **extra,
     )
+    env.update(extra)
     return env
 
 

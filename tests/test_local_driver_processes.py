@@ -17,6 +17,7 @@ from provisioning import services
 from provisioning.drivers import local_processes
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
+from tests.recovery_support import wait_for_files
 
 pytestmark = pytest.mark.e2e
 
@@ -49,11 +50,17 @@ WRAPPER = """#!{python}
 # Runs the real program under this name, or, while {marker} exists, hangs without listening.
 import os, sys, time
 if os.path.basename(sys.argv[0]) == "caddy" and os.path.exists({marker!r}):
+    open({marker!r} + ".hanging", "w").close()
     time.sleep(600)
+import runpy
 real = os.path.join({real!r}, os.path.basename(sys.argv[0]))
 with open(real, "rb") as f:
     script = f.read(2) == b"#!"
-os.execv(sys.executable if script else real, [sys.argv[0], *([real] if script else []), *sys.argv[1:]])
+if script:  # a console script of this virtualenv: run it here
+    sys.argv[0] = real
+    runpy.run_path(real, run_name="__main__")
+else:
+    os.execv(real, sys.argv)
 """
 
 
@@ -64,7 +71,8 @@ def test_a_retry_stops_an_older_copy_that_does_not_hold_its_port(team, lead, set
     fake_bin.mkdir()
     for program in ("caddy", "pypi-server"):
         wrapper = fake_bin / program
-        wrapper.write_text(WRAPPER.format(python=sys.executable, marker=str(marker), real=str(real_bin)))
+        python = (Path(real_bin) / "pypi-server").read_text().splitlines()[0][2:]  # the venv's interpreter
+        wrapper.write_text(WRAPPER.format(python=python, marker=str(marker), real=str(real_bin)))
         wrapper.chmod(0o755)
     settings.LOCAL_DRIVER_BIN_DIR = fake_bin
     index = PrivateIndex.objects.create(name="slow-caddy", team=team, requested_by=lead)
@@ -78,6 +86,7 @@ def test_a_retry_stops_an_older_copy_that_does_not_hold_its_port(team, lead, set
     marker.touch()
     argv, env = driver._local_argv(spec, caddy)
     stale = driver._spawn(spec, caddy, argv, env)  # started, then its worker died
+    wait_for_files([tmp_path / "hang.hanging"], timeout=10)
     marker.unlink()
     assert driver._container_pids(spec, caddy) == [stale.pid]
     assert not local_processes.owns_port(stale.pid, spec.placement.https_port)

@@ -258,6 +258,7 @@ class LocalDriver(Driver):
         is stopped first."""
         running = self._container_pids(spec, container)
         if len(running) == 1 and self._answers(spec, container, running[0]):
+            self._record(spec, container, running[0])  # its starter may have died before recording it
             return
         if running:
             logger.info("Stopping %s old copies of %s for index %s", len(running), container.name, spec.name)
@@ -292,11 +293,18 @@ class LocalDriver(Driver):
             )
         _children[proc.pid] = proc
         pause_point(f"{spec.index_id}-spawned-{container.name}")
-        pidfile = self._pidfile(spec, container.name)
-        temp = pidfile.with_suffix(".tmp")
-        temp.write_text(str(proc.pid))
-        os.replace(temp, pidfile)
+        self._record(spec, container, proc.pid)
         return proc
+
+    def _record(self, spec: IndexSpec, container: ContainerSpec, pid: int) -> None:
+        """Write the pid file whole (a reader never sees half a number)."""
+        pidfile = self._pidfile(spec, container.name)
+        with contextlib.suppress(OSError):
+            if pidfile.read_text() == str(pid):
+                return
+        temp = pidfile.with_suffix(".tmp")
+        temp.write_text(str(pid))
+        os.replace(temp, pidfile)
 
     def _wait_answering(self, spec: IndexSpec, container: ContainerSpec, proc: subprocess.Popen) -> None:
         """Wait until the process we started owns each of its listening ports."""
