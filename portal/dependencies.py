@@ -20,8 +20,13 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+def _redis_url() -> str:
+    """The Redis the queues use, without the timeouts settings.py adds to the URL."""
+    return settings.RQ_QUEUES["default"]["URL"].split("?", 1)[0]
+
+
 def _redis_address() -> str:
-    parts = urlsplit(settings.REDIS_URL)  # host and port only: the URL may hold a password
+    parts = urlsplit(_redis_url())  # host and port only: the URL may hold a password
     return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
 
 
@@ -32,7 +37,7 @@ def _database_address() -> str:
 
 def redis_check(timeout: float = HEALTH_TIMEOUT_SECONDS) -> str:
     """ "ok", or why Redis did not answer a PING within `timeout` seconds."""
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = redis.Redis.from_url(_redis_url(), socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
     except REDIS_ERRORS as exc:

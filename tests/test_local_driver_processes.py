@@ -124,6 +124,7 @@ def test_a_port_held_by_another_process_fails_the_step_naming_that_process(team,
     index.deployment = placement.as_dict()
     index.save()
     with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", placement.https_port))
         squatter.listen()
         services.index_provision_perform(index.pk)

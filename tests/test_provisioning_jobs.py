@@ -209,6 +209,7 @@ def test_a_revival_or_a_death_reaches_the_dashboard_at_the_next_reconcile_not_th
 
     driver.halt(spec)
     with socket.socket() as squatter:  # Caddy cannot come back: the death shows instead
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the check's connections linger
         squatter.bind(("127.0.0.1", spec.placement.https_port))
         squatter.listen()
         with django_capture_on_commit_callbacks(execute=True):
