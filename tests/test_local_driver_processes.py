@@ -17,6 +17,7 @@ from provisioning import services
 from provisioning.drivers import local_processes
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
+from provisioning.system_checks import local_port_range_check
 from tests.recovery_support import wait_for_files
 
 pytestmark = pytest.mark.e2e
@@ -156,3 +157,12 @@ def test_the_default_port_range_stays_below_the_kernels_ephemeral_range():
     line = next(x for x in example.read_text().splitlines() if x.startswith("LOCAL_DRIVER_PORT_RANGE="))
     first, last = map(int, line.split("=", 1)[1].split("-"))
     assert last < low or first > high
+
+
+def test_a_port_range_inside_the_ephemeral_range_is_warned_about(settings):
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    settings.PROVISIONING_DRIVER = "provisioning.drivers.local.LocalDriver"
+    settings.LOCAL_DRIVER_PORT_RANGE = f"{low + 10}-{low + 20}"
+    assert [m.id for m in local_port_range_check(None)] == ["provisioning.W001"]
+    settings.LOCAL_DRIVER_PORT_RANGE = "20000-20999"
+    assert local_port_range_check(None) == []
