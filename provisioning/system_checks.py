@@ -18,7 +18,7 @@ def ephemeral_range() -> tuple[int, int] | None:
     return low, high
 
 
-@checks.register()
+@checks.register(deploy=True)  # `manage.py check --deploy`: test runs use ranges inside it on purpose
 def local_port_range_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
     if not settings.PROVISIONING_DRIVER.endswith(".LocalDriver") or (ephemeral := ephemeral_range()) is None:
         return []

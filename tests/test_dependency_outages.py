@@ -79,10 +79,9 @@ def test_create_index_with_redis_down_says_so_in_one_line_and_records_nothing(te
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        f"CommandError: Cannot reach Redis at 127.0.0.1:{closed_port}: " + result.stderr.split(": ", 2)[2].strip()
-    ]
-    assert "Nothing was created." in result.stderr and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"CommandError: Cannot reach Redis at 127.0.0.1:{closed_port}")
+    assert lines[0].endswith("Nothing was created.")
     assert not PrivateIndex.objects.exists()
 
 
