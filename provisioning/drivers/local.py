@@ -206,11 +206,6 @@ class LocalDriver(Driver):
         argv, _ = self._local_argv(spec, container)
         return [p.pid for p in local_processes.processes_under(self._dir(spec)) if local_processes.runs(p, argv)]
 
-    def _live_pid(self, spec: IndexSpec, name: str) -> int | None:
-        """The pid of the container's process, if it runs (whether or not a pid file says so)."""
-        pids = self._container_pids(spec, spec.container(name))
-        return pids[0] if pids else None
-
     @staticmethod
     def _listen_ports(spec: IndexSpec, container: ContainerSpec) -> list[int]:
         """The ports the container's process must listen on: those its command names after a
@@ -386,10 +381,13 @@ class LocalDriver(Driver):
     def status(self, spec: IndexSpec) -> IndexStatus:
         if not self._dir(spec).exists():
             return IndexStatus(state="missing", detail="The index folder does not exist.")
-        containers = [
-            ContainerStatus(name=c.name, state="running" if self._live_pid(spec, c.name) else "terminated")
-            for c in spec.containers
-        ]
+        procs = local_processes.processes_under(self._dir(spec))  # one scan of /proc per index
+
+        def state(container: ContainerSpec) -> str:
+            argv = self._local_argv(spec, container)[0]
+            return "running" if any(local_processes.runs(p, argv) for p in procs) else "terminated"
+
+        containers = [ContainerStatus(name=c.name, state=state(c)) for c in spec.containers]
         running = sum(c.state == "running" for c in containers)
         if running == len(containers):
             return IndexStatus(state="running", containers=containers)
