@@ -401,8 +401,10 @@ def index_reconcile() -> dict[str, int]:
         jobs = list(_index_jobs(index))
         if any(job_is_live(job) for job in jobs):
             continue
-        if any(job_lost_its_worker(job) for job in jobs):
-            running = index.steps.filter(state=ProvisioningStep.State.RUNNING).values_list("label", flat=True).first()
+        # A step left running means its worker died mid-way (silent, or already failed by RQ as
+        # abandoned or as a lost work-horse): say so on the page until the work resumes.
+        running = index.steps.filter(state=ProvisioningStep.State.RUNNING).values_list("label", flat=True).first()
+        if running or any(job_lost_its_worker(job) for job in jobs):
             notice = f"{RESUMING_NOTICE}" + (f", from “{running}”." if running else ".")
             connection.set(_notice_key(index.pk), notice, ex=JOB_TIMEOUT)
             logger.warning("Index %s lost its worker; queueing its %s again.", index.name, index.state)
