@@ -97,8 +97,10 @@ def fleet(ready_index, portal_admin) -> list[PrivateIndex]:
         identity="wheel:a-very-long-project-name-for-layout:0.9::py3-none-any",
     )  # fmt: skip
     UnrecordedFile.objects.create(
-        index=ready_index, path="dropped_behind_the_portals_back_with_a_long_name-6.6.6-py3-none-any.whl",
-        size=4096, sha256="f" * 64,
+        index=ready_index,
+        path="dropped_behind_the_portals_back_with_a_long_name-6.6.6-py3-none-any.whl",
+        size=4096,
+        sha256="f" * 64,
     )
     return indexes
 

@@ -529,7 +529,6 @@ def test_a_failed_refresh_keeps_the_index_ready_and_serving_what_it_served(shelf
     assert AuditEvent.objects.filter(action="packages.refresh_failed").count() == 1
 
 
-
 @contextlib.contextmanager
 def unwritable(folder: Path):
     """The folder cannot be written: immutable as root (chmod does not stop root), else read-only."""
