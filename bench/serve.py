@@ -150,7 +150,7 @@ def start_caddy(folder: Path, upstream_port: int) -> tuple[subprocess.Popen, str
     site_log = f"\tlog {{\n\t\toutput file {folder / 'caddy-access.log'}\n\t\tformat json\n\t}}\n"
     caddyfile = render_caddyfile(placement)
     # The bench's only change to the index's Caddyfile: an access log to count bytes on the wire.
-    (caddy_dir / "Caddyfile").write_text(caddyfile.replace("\tencode zstd gzip\n", site_log + "\tencode zstd gzip\n"))
+    (caddy_dir / "Caddyfile").write_text(caddyfile.replace("\tencode zstd gzip", site_log + "\tencode zstd gzip"))
     env = {**os.environ, "XDG_DATA_HOME": str(caddy_dir / "data"), "XDG_CONFIG_HOME": str(caddy_dir)}
     with open(folder / "caddy.log", "wb") as log:
         process = subprocess.Popen(

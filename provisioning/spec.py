@@ -171,15 +171,22 @@ def render_caddyfile(
         site = placement.hostname
         tls = ""
     # The index takes no uploads (they go to the portal), so request bodies stay small. Pages and
-    # metadata files are compressed for clients that accept it (pip, uv: a few KB per resolve;
-    # Caddy leaves wheels alone). The server picks up new files without a restart; should it
-    # restart anyway, Caddy holds requests until it answers again (lb_try_duration).
+    # metadata files are compressed for clients that accept it, PEP 691 JSON included (Caddy's
+    # default types miss application/vnd.pypi.simple.v1+json); wheels are left alone. The server
+    # picks up new files without a restart; should it restart anyway, Caddy holds requests until
+    # it answers again (lb_try_duration).
     return f"""{options}
 {site} {{
 {tls}\trequest_body {{
 \t\tmax_size 64KB
 \t}}
-\tencode zstd gzip
+\tencode zstd gzip {{
+\t\tmatch {{
+\t\t\theader Content-Type text/*
+\t\t\theader Content-Type application/json*
+\t\t\theader Content-Type application/vnd.pypi.simple.*
+\t\t}}
+\t}}
 \treverse_proxy 127.0.0.1:{placement.server_port} {{
 \t\tlb_try_duration 15s
 \t\tlb_try_interval 100ms
