@@ -692,21 +692,35 @@ class AzureDriver(Driver):
             marks[container.name] = (start, (view.restart_count or 0) if view else 0)
         return marks
 
-    def _stuck_reason(self, group: aci.ContainerGroup, baseline: dict[str, int]) -> str:
-        """Why a group that is not running will not get there by waiting: a failed deployment,
-        a volume that cannot be mounted, a pull that fails, a container that keeps crashing."""
-        if str(group.provisioning_state or "").lower() == "failed":
-            return "the deployment failed"
+    @staticmethod
+    def _counters(group: aci.ContainerGroup) -> dict[tuple[str, ...], int]:
+        """Restart counts and warning event counts per container: a wait only judges what rose
+        while it waited, not a warning or a restart from long ago."""
+        counters: dict[tuple[str, ...], int] = {}
         for container in group.containers or []:
             view = container.instance_view
+            counters[("restarts", container.name)] = (view.restart_count or 0) if view else 0
             for event in (view.events if view else None) or []:
-                text = f"{event.name} {event.message}".lower()
-                if (event.type or "").lower() == "warning" and ("mount" in text or "pull" in text):
-                    return f"{container.name} cannot start: {event.message}"
-            state = str(getattr(view.current_state if view else None, "state", "") or "").lower()
-            rise = ((view.restart_count or 0) if view else 0) - baseline.get(container.name, 0)
-            if state != "running" and rise >= settings.AZURE_CRASH_LOOP_RESTARTS:
-                return f"{container.name} keeps crashing ({rise} restarts while waiting)"
+                if (event.type or "").lower() == "warning":
+                    counters[("warning", container.name, event.name or "", event.message or "")] = event.count or 1
+        return counters
+
+    def _stuck_reason(self, group: aci.ContainerGroup, baseline: dict[tuple[str, ...], int]) -> str:
+        """Why a group that is not running will not get there by waiting: a failed deployment,
+        a volume that cannot be mounted or an image that cannot be pulled (warning events that
+        keep coming), a container that keeps crashing (restarts that keep coming)."""
+        if str(group.provisioning_state or "").lower() == "failed":
+            return "the deployment failed"
+        for key, count in self._counters(group).items():
+            rise = count - baseline.get(key, 0)
+            if (
+                key[0] == "warning"
+                and rise > 0
+                and any(word in f"{key[2]} {key[3]}".lower() for word in ("mount", "pull"))
+            ):
+                return f"{key[1]} cannot start: {key[3]}"
+            if key[0] == "restarts" and rise >= settings.AZURE_CRASH_LOOP_RESTARTS:
+                return f"{key[1]} keeps crashing ({rise} restarts while waiting)"
         return ""
 
     def _wait_running(
@@ -723,7 +737,7 @@ class AzureDriver(Driver):
         names = self._names(spec)
         timeout = settings.AZURE_STARTUP_TIMEOUT_SECONDS
         deadline = time.monotonic() + timeout
-        baseline: dict[str, int] | None = None
+        baseline: dict[tuple[str, ...], int] | None = None
         while True:
             group = group or self._get_group(spec)
             if group is None:
@@ -731,7 +745,12 @@ class AzureDriver(Driver):
             status = self._status_of(group)
             marks = self._start_marks(group)
             if baseline is None:
-                baseline = {name: count for name, (_, count) in marks.items()}
+                # A group just created counts from zero; one that ran before, from what it shows now.
+                baseline = (
+                    {}
+                    if changed_from is None and not any(m != (None, 0) for m in marks.values())
+                    else (self._counters(group))
+                )
             restarted = changed_from is None or any(marks.get(n) != mark for n, mark in changed_from.items())
             if status.is_running and restarted:
                 return
