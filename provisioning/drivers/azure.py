@@ -3,8 +3,11 @@
 
 This is the only module that imports azure.*. Clients are created lazily from settings (ARM
 base URL, file endpoint template, CA bundle), so the same code runs against Azure and against
-`devtools.azure_emulator`. Every step is idempotent: ARM PUTs are create-or-update with the same
-body, files are only written when missing or different, deletes of missing things succeed.
+`devtools.azure_emulator`. Every step is idempotent: storage PUTs are create-or-update with the
+same body; the container group is read first and sent only when it differs (Azure restarts every
+container on an unchanged PUT); files are only written when missing or different; deletes of
+missing things succeed. The FQDN is Azure's (reuse-protected, hashed) and recorded in the
+placement's resources, which the portal stores after each attempt (`settled_placement`).
 Storage keys are fetched when needed, kept in this process's memory for a few minutes, and never
 stored in the database or logged.
 """
