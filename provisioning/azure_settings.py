@@ -42,6 +42,11 @@ def share_minimum_gib(sku: str) -> int:
     return 1
 
 
+def share_quota_gib(quota_gb: int) -> int:
+    """The quota a share gets (and is billed for) with AZURE_STORAGE_SKU: at least its minimum."""
+    return max(quota_gb, share_minimum_gib(settings.AZURE_STORAGE_SKU))
+
+
 def image_registry(image: str) -> str:
     """The registry host of an image reference (Docker's rule: a first part with a dot or a colon
     is a host, anything else is Docker Hub)."""

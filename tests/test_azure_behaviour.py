@@ -14,6 +14,7 @@ from django.urls import reverse
 from devtools.azure_emulator.state import new_key
 from provisioning import checks, services
 from provisioning.azure_settings import azure_setting_problems
+from provisioning.cost import size_resources
 from provisioning.drivers.azure import dns_label
 from provisioning.drivers.base import DriverError
 from provisioning.models import PrivateIndex
@@ -332,3 +333,13 @@ def test_a_share_that_answers_409_gets_its_quota_through_patch(azure_emulator, d
     account = azure_emulator.snapshot()["storage_accounts"][spec.placement.resources["storage_account"]]
     assert account["shares"]["pypipackages"]["quota_gb"] == bigger.share("pypipackages").quota_gb
     assert [r.method for r in azure_emulator.requests("arm") if r.method == "PATCH"] == ["PATCH"] * len(spec.shares)
+
+
+def test_the_cost_estimate_bills_premium_shares_at_their_minimum(settings):
+    standard = size_resources("small")[2]
+    settings.AZURE_STORAGE_SKU = "Premium_LRS"
+
+    premium = size_resources("small")[2]
+
+    assert standard == 1 + 1 + settings.INDEX_SIZES["small"]["quota_gb"]  # certs, config, packages
+    assert premium == 3 * max(100, settings.INDEX_SIZES["small"]["quota_gb"])

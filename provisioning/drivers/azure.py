@@ -50,7 +50,7 @@ from azure.mgmt.storage.models import (
 from azure.storage.fileshare import ShareClient, ShareServiceClient
 from django.conf import settings
 
-from provisioning.azure_settings import azure_setting_problems, share_minimum_gib, storage_kind
+from provisioning.azure_settings import azure_setting_problems, share_quota_gib, storage_kind
 from provisioning.drivers.base import (
     ContainerStatus,
     DeployStep,
@@ -460,16 +460,11 @@ class AzureDriver(Driver):
         if state and not state.lower().endswith("succeeded"):
             raise DriverError(f"{doing}: the account is {state}.", permanent=False)
 
-    @staticmethod
-    def share_quota_gib(quota_gb: int) -> int:
-        """The quota a share gets with AZURE_STORAGE_SKU: at least that SKU's minimum share."""
-        return max(quota_gb, share_minimum_gib(settings.AZURE_STORAGE_SKU))
-
     def _ensure_shares(self, spec: IndexSpec) -> None:
         names = self._names(spec)
         for share in spec.shares:
             doing = f"Creating file share {share.name}"
-            quota = self.share_quota_gib(share.quota_gb)
+            quota = share_quota_gib(share.quota_gb)
             try:
                 self.storage.file_shares.create(
                     names["resource_group"],
