@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found); set PYTHON=..."; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@echo "Installing the requirements into $(VENV) (the first time takes a minute or two) …"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -r requirements.txt
 	@touch $(STAMP)
 
 ## Run the portal on this machine: local driver, SQLite, the machine's Redis, local sign-in.

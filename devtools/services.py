@@ -79,16 +79,33 @@ def ensure_postgres(url: str) -> str | None:
     return None if _wait(host, port, 20) else f"PostgreSQL was started but port {port} does not answer."
 
 
-def ensure_chromium() -> str | None:
-    """Install Debian's Chromium for the browser tests when it is missing and we may (root + apt)."""
-    if os.path.exists("/usr/bin/chromium"):
+def ensure_debian_packages(packages: dict[str, str], purpose: str) -> str | None:
+    """Install Debian `packages` ({name: a file it provides}) that are missing, when we may
+    (root + apt). None when all are there, else why not."""
+    missing = [name for name, path in packages.items() if not os.path.exists(path)]
+    if not missing:
         return None
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "Chromium is not installed (apt-get install chromium); the browser tests will be skipped."
-    print("Installing Debian's Chromium for the browser tests …", flush=True)
+        return f"{', '.join(missing)} not installed (apt-get install {' '.join(missing)}); {purpose} will be skipped."
+    print(f"Installing Debian's {', '.join(missing)} for {purpose} …", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, timeout=600)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], check=False, env=env, timeout=1200
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=False, env=env, timeout=1200
     )
-    return None if os.path.exists("/usr/bin/chromium") else "apt-get could not install chromium."
+    still = [name for name, path in packages.items() if not os.path.exists(path)]
+    return f"apt-get could not install {', '.join(still)}." if still else None
+
+
+def ensure_chromium() -> str | None:
+    """Install Debian's Chromium for the browser tests when it is missing and we may (root + apt)."""
+    return ensure_debian_packages({"chromium": "/usr/bin/chromium"}, "the browser tests")
+
+
+def ensure_pebble() -> str | None:
+    """Install Debian's pebble (Let's Encrypt's ACME test server) and the tools the Azure
+    emulator uses to run container groups (unshare/nsenter, ip) for the Azure end-to-end tests."""
+    return ensure_debian_packages(
+        {"pebble": "/usr/bin/pebble", "util-linux": "/usr/bin/nsenter", "iproute2": "/usr/sbin/ip"},
+        "the Azure end-to-end tests",
+    )

@@ -40,7 +40,7 @@ class PackageFile(models.Model):
     class Problem(models.TextChoices):
         # Found by the integrity check, which compares the share with these rows by sha256.
         NONE = "", "None"
-        CHANGED = "changed", "Bytes on the share differ from what was published"
+        CHANGED = "changed", "Changed on the share"
         MISSING = "missing", "Missing from the share"
 
     index = models.ForeignKey(PrivateIndex, on_delete=models.CASCADE, related_name="package_files")

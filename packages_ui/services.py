@@ -35,6 +35,8 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from packages_ui.manifest import index_manifest
 from packages_ui.models import MirrorRun, PackageFile, UnrecordedFile
@@ -659,3 +661,125 @@ def _mirror_store_one(run: MirrorRun, path: Path) -> dict[str, str]:
     except DistributionError as exc:
         return {"filename": path.name, "outcome": "rejected", "message": exc.message}
     return {"filename": path.name, "outcome": "stored", "message": "Stored."}
+
+
+# --- yanking (PEP 592) and metadata files for older uploads (PEP 658)
+
+YANK_REASON_MAX = 500
+
+
+@dataclass
+class YankResult:
+    """What a yank or un-yank touched: every file of the release (or the one file), and which of
+    them changed state."""
+
+    index: str
+    project: str
+    version: str
+    yanked: bool
+    reason: str
+    files: list[str]
+    changed: list[str]
+
+    def as_dict(self) -> dict:
+        return vars(self).copy()
+
+
+def _same_version(recorded: str, asked: str) -> bool:
+    try:
+        return Version(recorded) == Version(asked)
+    except InvalidVersion:
+        return recorded == asked
+
+
+def package_yank(
+    *, index: PrivateIndex, project: str, version: str | None = None, filename: str | None = None,
+    reason: str = "", actor, undo: bool = False, request: HttpRequest | None = None,
+) -> YankResult:  # fmt: skip
+    """Yank (or, with `undo`, un-yank) a whole release (all its present files) or one file.
+    pip and uv then skip it unless it is pinned exactly, and print the reason. Publishers and
+    leads of the index's team and admins may; `actor=None` is the operator's command line.
+    Raises PermissionDenied, or ValidationError for an unknown release or file."""
+    if actor is not None and not index.can_publish(actor):
+        raise PermissionDenied("Only publishers and team leads can yank this index's releases.")
+    if (version is None) == (filename is None):
+        raise ValueError("Give either a version or a file name.")
+    reason = " ".join(reason.split())[:YANK_REASON_MAX] if not undo else ""
+    files = index.package_files.present().filter(project=canonicalize_name(project))
+    if filename is not None:
+        files, what = files.filter(filename=filename), filename
+    else:
+        what = f"{canonicalize_name(project)} {version}"
+    with transaction.atomic():
+        rows = list(files.select_for_update().order_by("filename"))
+        if version is not None:
+            # PEP 440 equality: "2" names release 2.0.
+            rows = [p for p in rows if _same_version(p.version, version)]
+        if not rows:
+            raise ValidationError(f"No file of {what} on {index.name}.")
+        changed = [p for p in rows if p.yanked == undo or (not undo and p.yanked_reason != reason)]
+        for package in changed:
+            package.yanked, package.yanked_reason = not undo, reason
+            package.save(update_fields=["yanked", "yanked_reason"])
+        result = YankResult(
+            index=index.name, project=rows[0].project, version=rows[0].version, yanked=not undo, reason=reason,
+            files=[p.filename for p in rows], changed=[p.filename for p in changed],
+        )  # fmt: skip
+        if changed:
+            audit_record(
+                action="package.unyanked" if undo else "package.yanked", actor=actor, obj=index, request=request,
+                details={"project": result.project, "version": result.version, "files": result.changed,
+                         "reason": reason},
+            )  # fmt: skip
+            refresh_request(index=index)
+    return result
+
+
+@dataclass
+class BackfillReport:
+    """One index's metadata backfill: wheels given their metadata file, and wheels that could not be."""
+
+    index: str
+    written: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "written": len(self.written), "failed": self.failed, "files": self.written}
+
+
+def packages_backfill_metadata(*, index: PrivateIndex) -> BackfillReport:
+    """Give every present wheel recorded without a metadata file (uploaded before PEP 658 support)
+    its `metadata/<file>.metadata` on the package share, read from the wheel on the share with the
+    upload's own validation, then one refresh. Idempotent: a wheel with metadata is left alone.
+    A wheel whose bytes differ from the record is not touched (the integrity check flags it)."""
+    report = BackfillReport(index=index.name)
+    wheels = index.package_files.present().filter(kind="wheel", metadata_sha256="").order_by("filename")
+    spec, driver = index_spec(index), get_driver()
+    for package in wheels:
+        try:
+            with tempfile.TemporaryDirectory(prefix="portal-backfill-") as tmp:
+                path = Path(tmp) / "file"
+                with open(path, "wb") as out:
+                    for chunk in driver.read_file(spec, SHARE_PACKAGES, package.filename):
+                        out.write(chunk)
+                checked = validate_distribution(path, package.filename)
+            if checked.sha256 != package.sha256:
+                raise DistributionError("the bytes on the share differ from what was published", code="changed")
+            if not checked.metadata:
+                raise DistributionError("the wheel has no METADATA", code="metadata")
+            data = checked.metadata
+            driver.write_file(spec, SHARE_PACKAGES, metadata_path(package.filename), io.BytesIO(data), size=len(data))
+        except (DistributionError, DriverError) as exc:
+            report.failed[package.filename] = exc.message
+            continue
+        package.metadata_sha256 = _metadata_sha256(checked)
+        package.requires_python = checked.requires_python or ""
+        package.save(update_fields=["metadata_sha256", "requires_python"])
+        report.written.append(package.filename)
+    if report.written or report.failed:
+        with transaction.atomic():
+            audit_record(action="packages.metadata_backfilled", obj=index,
+                         details={"written": report.written, "failed": report.failed})  # fmt: skip
+            if report.written:
+                refresh_request(index=index)
+    return report

@@ -10,6 +10,7 @@ urlpatterns = [
     path("legacy/", views.legacy_upload, name="packages_legacy_upload"),
     path("files/<int:file_id>/", views.package_state, name="packages_file_state"),
     path("files/<int:file_id>/delete/", views.package_delete, name="packages_file_delete"),
+    path("yank/", views.package_yank, name="packages_yank"),
     path("refresh/", views.packages_refresh, name="packages_refresh"),
     path("unrecorded/<int:unrecorded_id>/remove/", views.unrecorded_remove, name="packages_unrecorded_remove"),
     path("resync/", views.packages_resync, name="packages_resync"),

@@ -64,6 +64,10 @@ RATIO_EXEMPT_BYTES = 16 * 1024 * 1024
 MAX_METADATA_BYTES = 8 * 1024 * 1024
 # The core metadata specification's versions. 2.0 was never a final standard, but bdist_wheel
 # wrote it from 2013 to 2017 (six 1.10.0's wheel on PyPI says 2.0) and pip installs those.
+# pax headers (extended tar headers) beyond these are refused: see _PaxCheckedTarInfo.
+MAX_PAX_HEADER_BYTES = 64 * 1024
+MAX_PAX_BYTES = 4 * 1024 * 1024
+MAX_PAX_DIGIT_RUN = 32
 KNOWN_METADATA_VERSIONS = ("1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4")
 REBUILD = "Build it with a standard tool (python -m build, uv build or pip wheel) and upload the file from dist/."
 
@@ -482,6 +486,50 @@ class _BoundedReader:
         return data
 
 
+class _PaxCheckedTarInfo(tarfile.TarInfo):
+    """Python before 3.11.10 parses a pax header in time quadratic in its runs of digits
+    (CVE-2024-6232; a 256 KB header of digits took 287 s on this machine's 3.11.7), so a 1 KB
+    upload could hold a worker for hours. Headers too big or with long digit runs are refused
+    before tarfile parses them; real ones are a few hundred bytes (long paths, times, sizes)."""
+
+    def _proc_pax(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        budget = getattr(tar, "pax_budget", MAX_PAX_BYTES) - self.size
+        if self.size > MAX_PAX_HEADER_BYTES or budget < 0:
+            raise _pax_error()
+        tar.pax_budget = budget  # type: ignore[attr-defined]
+        stream = tar.fileobj
+        tar.fileobj = _PaxHeaderCheck(stream)
+        try:
+            return super()._proc_pax(tar)  # type: ignore[misc]
+        finally:
+            tar.fileobj = stream
+
+
+class _PaxHeaderCheck:
+    """tarfile's stream, whose first read (the pax header's bytes) is checked for digit runs."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream, self._checked = stream, False
+
+    def read(self, count: int) -> bytes:
+        data = self._stream.read(count)  # type: ignore[attr-defined]
+        if not self._checked and re.search(rb"[0-9]{%d}" % (MAX_PAX_DIGIT_RUN + 1), data):
+            raise _pax_error()
+        self._checked = True
+        return data
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def _pax_error() -> DistributionError:
+    return DistributionError(
+        "The source distribution has an oversized or malformed extended (pax) tar header. Build it with "
+        "python -m build --sdist.",
+        code="pax-header",
+    )
+
+
 def _read_tar(path: Path, size: int, limits: Limits) -> _Archive:
     """One streaming pass over a .tar.gz: entry count and sizes, safe paths, only files,
     folders and links that stay inside the top folder. Keeps every `<top>/PKG-INFO`."""
@@ -489,7 +537,10 @@ def _read_tar(path: Path, size: int, limits: Limits) -> _Archive:
     found: dict[str, bytes] = {}
     declared = 0
     try:
-        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=_BoundedReader(raw, size, limits), mode="r|") as tar:
+        with (
+            gzip.open(path, "rb") as raw,
+            tarfile.open(fileobj=_BoundedReader(raw, size, limits), mode="r|", tarinfo=_PaxCheckedTarInfo) as tar,
+        ):
             for member in tar:
                 names.append(member.name)
                 if len(names) > limits.max_entries:
@@ -514,8 +565,9 @@ def _read_tar(path: Path, size: int, limits: Limits) -> _Archive:
                     found[member.name] = extracted.read() if extracted else b""
     except DistributionError:
         raise
-    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as exc:
-        # OSError covers gzip.BadGzipFile (not gzip at all); EOFError a truncated file.
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, RecursionError) as exc:
+        # OSError covers gzip.BadGzipFile (not gzip at all); EOFError a truncated file;
+        # RecursionError a chain of thousands of pax headers (tarfile reads them recursively).
         raise DistributionError(
             f"The source distribution is not a valid .tar.gz archive ({exc}). Build it with python -m build "
             "--sdist and upload the .tar.gz from dist/.",

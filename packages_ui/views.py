@@ -56,6 +56,8 @@ def _projects(index: PrivateIndex, query: str) -> list[dict]:
     for project, project_files in groupby(sorted(files, key=lambda f: f.project), key=lambda f: f.project):
         by_version = sorted(project_files, key=lambda f: (f.sort_version, f.filename), reverse=True)
         versions = [{"version": v, "files": list(fs)} for v, fs in groupby(by_version, key=lambda f: f.version)]
+        for version in versions:
+            version["yanked"] = all(f.yanked for f in version["files"])
         projects.append({"name": project, "versions": versions})
     return projects
 
@@ -246,15 +248,13 @@ def tokens(request: HttpRequest, index_id: int) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            has_ca = provisioning_services.index_ca_pem(index) is not None
-            ca_file = f"{index.name}-ca.pem" if has_ca else None
             context.update(
                 new_credential=credential,
                 password=password,
-                ca_file=ca_file,
                 snippets=client_snippets(
-                    index_url=index.url, username=credential.username, password=password,
-                    ca_file=ca_file, publish=kind == IndexCredential.Kind.PUBLISH,
+                    index_url=index.url, upload_url=index.upload_url, index_name=index.name,
+                    username=credential.username, password=password,
+                    ca_pem=provisioning_services.index_ca_pem(index), publish=kind == IndexCredential.Kind.PUBLISH,
                 ),
             )  # fmt: skip
     template = "packages_ui/tokens.html#created" if request.htmx else "packages_ui/tokens.html"
@@ -283,3 +283,22 @@ def legacy_upload(request: HttpRequest, index_id: int) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"], content="This is an upload URL for twine and similar tools: POST only.")
     return upload_api.legacy_upload_respond(request, index_id)
+
+
+@login_required
+@require_POST
+def package_yank(request: HttpRequest, index_id: int) -> HttpResponse:
+    """Yank or un-yank a release (`project` + `version`) or one file (`file`), with a reason."""
+    index = _publishable_index(request, index_id)
+    undo = request.POST.get("undo") == "1"
+    target: dict[str, str] = {"project": request.POST.get("project", "")}
+    if file_id := request.POST.get("file", ""):
+        package = get_object_or_404(index.package_files.present(), pk=int(file_id) if file_id.isdigit() else 0)
+        target = {"project": package.project, "filename": package.filename}
+    else:
+        target["version"] = request.POST.get("version", "")
+    what = target.get("filename") or f"{target['project']} {target.get('version')}"
+    done = f"{'Un-yanked' if undo else 'Yanked'} {what}. pip and uv see it with the next refresh."
+    reason = request.POST.get("reason", "")
+    perform_index_action(request, index, services.package_yank, done, reason=reason, undo=undo, **target)
+    return redirect(_page_url(index))

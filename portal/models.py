@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from portal import audit_labels
+
 
 class AuditEventQuerySet(models.QuerySet):
     def update(self, **kwargs):
@@ -47,6 +49,27 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("The audit log is append-only.")
+
+    # --- how the log reads (portal.audit_labels)
+    @property
+    def action_label(self) -> str:
+        return audit_labels.action_label(self.action)
+
+    @property
+    def object_type_label(self) -> str:
+        return audit_labels.object_type_label(self.object_type)
+
+    @property
+    def object_is_actor(self) -> bool:
+        """Sign-ins are recorded on the user who signs in: the sentence names them once."""
+        return self.object_type == "auth.user" and self.object_id == str(self.actor_id)
+
+    def object_url(self) -> str | None:
+        return audit_labels.object_url(self.object_type, self.object_id, self.action)
+
+    def detail_items(self) -> list[tuple[str, str, str]]:
+        """(label, shown text, full text) per detail, in recorded order."""
+        return [(audit_labels.detail_label(k), *audit_labels.detail_text(v)) for k, v in self.details.items()]
 
 
 # --- Entra sign-in (issue 4)

@@ -54,6 +54,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
 
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
+if not env_str("DATABASE_URL"):
+    # The default SQLite file lives there: SQLite cannot create its folder ("unable to open database file").
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -265,6 +268,25 @@ AZURE_READ_TIMEOUT_SECONDS = env_float("AZURE_READ_TIMEOUT_SECONDS", 120.0)
 AZURE_FILE_RETRY_TOTAL = env_int("AZURE_FILE_RETRY_TOTAL", 3)
 AZURE_FILE_RETRY_BACKOFF_SECONDS = env_float("AZURE_FILE_RETRY_BACKOFF_SECONDS", 15.0)
 AZURE_FILE_MAX_CONCURRENCY = env_int("AZURE_FILE_MAX_CONCURRENCY", 4)
+
+# --- Certificates on the Azure path (issue 10): the ACME CA Caddy orders each index's certificate
+# from. Let's Encrypt production by default; ACME_STAGING=1 switches to Let's Encrypt's staging CA
+# (untrusted certificates, generous rate limits: set ACME_ISSUER_ROOTS to its roots too).
+LETSENCRYPT_DIRECTORY_URL = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING_DIRECTORY_URL = "https://acme-staging-v02.api.letsencrypt.org/directory"
+ACME_STAGING = env_bool("ACME_STAGING", False)
+ACME_DIRECTORY_URL = env_str("ACME_DIRECTORY_URL") or (
+    LETSENCRYPT_STAGING_DIRECTORY_URL if ACME_STAGING else LETSENCRYPT_DIRECTORY_URL
+)
+# The contact the CA writes to about expiring certificates and account problems.
+ACME_EMAIL = env_str("ACME_EMAIL")
+# Test CAs only (pebble): the PEM file, as Caddy sees it, that signs the ACME server's HTTPS.
+ACME_CA_ROOT = env_str("ACME_CA_ROOT")
+# PEM file of the roots an index certificate must chain to before the index is Ready (and that
+# clients are told to trust); empty: the system trust store, right for Let's Encrypt production.
+ACME_ISSUER_ROOTS = env_str("ACME_ISSUER_ROOTS")
+# How long provisioning waits for Caddy to hold a valid certificate for the index's host name.
+ACME_CERTIFICATE_TIMEOUT_SECONDS = env_float("ACME_CERTIFICATE_TIMEOUT_SECONDS", 300.0)
 
 LOGGING = {
     "version": 1,

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from portal.audit_labels import OBJECT_TYPES, action_label
 from portal.models import AuditEvent
 from provisioning.models import portal_admin_required
 
@@ -19,7 +20,7 @@ PAGE_SIZE = 50
 
 def _action_choices() -> list[tuple[str, str]]:
     actions = AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()
-    return [("", "Any action"), *((a, a) for a in actions)]
+    return [("", "Any action"), *((a, action_label(a)) for a in actions)]
 
 
 class AuditFilterForm(forms.Form):
@@ -36,10 +37,21 @@ class AuditFilterForm(forms.Form):
         if data.get("action"):
             events = events.filter(action=data["action"])
         if data.get("actor"):
-            events = events.filter(actor_name__icontains=data["actor"])
+            term = data["actor"].strip()
+            match = Q(actor_name__icontains=term)
+            if "system".startswith(term.lower()):
+                match |= Q(actor_name="")  # the log shows actions without a user as "system"
+            events = events.filter(match)
         if data.get("object"):
-            term = data["object"]
-            events = events.filter(Q(object_repr__icontains=term) | Q(object_id=term) | Q(object_type__iexact=term))
+            term = data["object"].strip()
+            # What the table shows: the object's name, its kind ("index", "team") or its id.
+            kinds = [code for code, (label, _url) in OBJECT_TYPES.items() if label == term.lower()]
+            events = events.filter(
+                Q(object_repr__icontains=term)
+                | Q(object_id=term)
+                | Q(object_type__iexact=term)
+                | Q(object_type__in=kinds)
+            )
         if data.get("since"):
             events = events.filter(at__date__gte=data["since"])
         if data.get("until"):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from portal.queueing import enqueue_after_commit
 from provisioning.certs import CertificateResult, CertificateStatus, CertificateTarget, inspect_fleet
 from provisioning.drivers.base import Driver, DriverError, IndexStatus, ShareFile, get_driver
-from provisioning.models import CertificateCheck, IndexHealth, IndexState, PrivateIndex
+from provisioning.models import CHECKED_STATES, CertificateCheck, IndexHealth, PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_CERTS, SHARE_PACKAGES, IndexSpec
 
@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 QUEUE = "default"
 # States in which an index has (or should have) a running Caddy worth checking.
-CHECKED_STATES = (IndexState.READY, IndexState.RESTARTING, IndexState.FAILED, IndexState.PROVISIONING)
 DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".egg")
 # Where Caddy keeps issued certificates under its data directory (the caddy-certs share).
 CADDY_CERTIFICATES_PREFIX = "caddy/certificates"

@@ -31,7 +31,7 @@ from rq.worker import Worker
 from portal.audit import audit_record
 from provisioning.certs import PROBLEM_STATUSES, CertificateStatus
 from provisioning.cost import cost_expression, size_costs
-from provisioning.models import IndexState, PrivateIndex
+from provisioning.models import IndexState, PrivateIndex, Team
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,11 @@ class Dashboard:
     def awaiting(self) -> list[PrivateIndex]:
         return awaiting_approval()
 
+    @cached_property
+    def teams(self) -> list[Team]:
+        """Every team for the filter, including those without a shown index."""
+        return list(Team.objects.order_by("name").only("name", "slug"))
+
     @property
     def grand_total(self) -> object:
         return sum((t.monthly_cost for t in self.team_totals), start=0)
@@ -238,6 +243,14 @@ def _decorate(index: PrivateIndex) -> PrivateIndex:
     used = index.storage_used
     index.storage_percent = round(100 * used / index.quota_bytes, 1) if used is not None and index.quota_bytes else None
     return index
+
+
+def index_figures(index_id: int) -> PrivateIndex:
+    """One index with the dashboard's row figures (packages and storage from the portal's own
+    records, as true as the table's, not the last check's share listing)."""
+    return _decorate(
+        _base().annotate(**_package_annotations()).select_related("team", "health__latest").get(pk=index_id)
+    )
 
 
 def _cert_problem(statuses: set[str] = PROBLEM_STATUSES) -> Q:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
 from collections.abc import Callable
 
 from django.conf import settings
@@ -73,6 +74,15 @@ class Team(models.Model):
         return self.name
 
 
+GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def validate_entra_group_id(value: str) -> None:
+    """Entra group object ids are GUIDs (a display name would never match the `groups` claim)."""
+    if value and not GUID_RE.fullmatch(value):
+        raise ValidationError(f"{value!r} is not an Entra group object id (a GUID such as {uuid.UUID(int=0)}).")
+
+
 class Membership(models.Model):
     class Role(models.TextChoices):
         MEMBER = "member", "Member"  # view indexes, get read credentials and snippets
@@ -125,6 +135,8 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 # States in which a job is (or should be) working on the index.
 ACTIVE_STATES = {S.REQUESTED, S.PROVISIONING, S.RESTARTING, S.DELETING}
+# States in which the index has resources whose certificate and health mean something.
+CHECKED_STATES = (S.READY, S.RESTARTING, S.FAILED, S.PROVISIONING)
 # Names stay taken while the index exists in any form.
 NAME_HOLDING_STATES = set(IndexState.values) - {S.DELETED, S.DENIED}
 # Serving, so packages can be added (a restart in progress picks them up next).
@@ -223,6 +235,16 @@ class PrivateIndex(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.state == IndexState.READY
+
+    @property
+    def is_checkable(self) -> bool:
+        """Built and not torn down: its certificate, health and files can be checked and shown."""
+        return bool(self.deployment) and self.state in CHECKED_STATES
+
+    @property
+    def is_gone(self) -> bool:
+        """Torn down or denied: nothing runs, so nothing live is shown or checked."""
+        return self.state in {IndexState.DELETED, IndexState.DENIED}
 
     @property
     def can_retry(self) -> bool:

@@ -39,6 +39,7 @@ from provisioning.models import (
     PrivateIndex,
     ProvisioningStep,
     Team,
+    validate_entra_group_id,
     validate_index_name,
 )
 from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, IndexSpec, Placement, build_index_spec
@@ -216,6 +217,22 @@ def index_delete(*, index: PrivateIndex, actor, request: HttpRequest | None = No
         index.transition_to(IndexState.DELETING, error="")
         audit_record(action="index.delete_requested", actor=actor, obj=index, request=request)
         _enqueue(index, Op.TEARDOWN)
+
+
+def team_set_entra_group(*, team: Team, group_id: str, actor=None, request: HttpRequest | None = None) -> bool:
+    """Map `team` to the Entra group whose members belong to it (applied at their next sign-in).
+    Returns whether anything changed; raises ValidationError for an id that is not a GUID."""
+    group_id = group_id.strip().lower()
+    validate_entra_group_id(group_id)
+    if team.entra_group_id == group_id:
+        return False
+    previous = team.entra_group_id
+    with transaction.atomic():
+        team.entra_group_id = group_id
+        team.save(update_fields=["entra_group_id"])
+        audit_record(action="team.group_changed", actor=actor, obj=team, request=request,
+                     details={"group": group_id or "none", "previous_group": previous or "none"})  # fmt: skip
+    return True
 
 
 # --- the work itself (run by jobs)

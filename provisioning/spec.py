@@ -142,9 +142,14 @@ class IndexSpec:
         return next(s for s in self.shares if s.name == name)
 
 
-def render_caddyfile(placement: Placement) -> str:
+def render_caddyfile(
+    placement: Placement, *, acme_directory: str = "", acme_email: str = "", acme_ca_root: str = ""
+) -> str:
     """Caddy in front of the index server. Only HTTPS is served to clients; with ACME, port 80
-    answers the HTTP challenge and redirects everything else."""
+    answers the HTTP challenge and redirects everything else. The ACME options name the CA
+    (`acme_ca`: only that CA, no fallback to another), the contact and, for test CAs, the root
+    that signs the CA's own HTTPS. Caddy keeps its account and certificates in
+    $XDG_DATA_HOME/caddy, on the caddy-certs share, so a restart reuses them."""
     if placement.tls == "internal":
         options = f"""{{
 \tadmin off
@@ -159,7 +164,10 @@ def render_caddyfile(placement: Placement) -> str:
         site = f"https://{placement.hostname}:{placement.https_port}"
         tls = "\ttls internal\n"
     else:
-        options = "{\n\tadmin off\n\tpersist_config off\n}\n"
+        acme = [f"\tacme_ca {acme_directory}"] if acme_directory else []
+        acme += [f"\temail {acme_email}"] if acme_email else []
+        acme += [f"\tacme_ca_root {acme_ca_root}"] if acme_ca_root else []
+        options = "\n".join(["{", "\tadmin off", "\tpersist_config off", *acme, "}"]) + "\n"
         site = placement.hostname
         tls = ""
     # The index takes no uploads (they go to the portal), so request bodies stay small. The server
@@ -176,6 +184,17 @@ def render_caddyfile(placement: Placement) -> str:
 \t}}
 }}
 """
+
+
+def index_caddyfile(placement: Placement) -> str:
+    """The Caddyfile of an index at `placement`, with the configured ACME CA (the Azure driver
+    renders it again once Azure has given the FQDN)."""
+    return render_caddyfile(
+        placement,
+        acme_directory=settings.ACME_DIRECTORY_URL,
+        acme_email=settings.ACME_EMAIL,
+        acme_ca_root=settings.ACME_CA_ROOT,
+    )
 
 
 def _index_server_command(placement: Placement, name: str) -> tuple[str, ...]:
@@ -228,7 +247,7 @@ def build_index_spec(
         ),
     )
     quota = sizing["quota_gb"]
-    caddyfile = render_caddyfile(placement)
+    caddyfile = index_caddyfile(placement)
     return IndexSpec(
         index_id=index_id,
         name=name,

@@ -68,7 +68,7 @@ def dashboard_requeue(request: HttpRequest, queue_name: str, job_id: str) -> Htt
 @require_GET
 def dashboard_index(request: HttpRequest, index_id: int) -> HttpResponse:
     """One index's check history (certificate details, files, health) and its admin actions."""
-    index = _index(request, index_id)
+    index = dashboard.index_figures(_index(request, index_id).pk)
     history = list(CertificateCheck.objects.filter(index=index).order_by("-checked_at", "-id"))
     return render(request, "provisioning/dashboard_index.html", {"index": index, "history": history})
 
@@ -77,6 +77,9 @@ def dashboard_index(request: HttpRequest, index_id: int) -> HttpResponse:
 @require_POST
 def dashboard_check(request: HttpRequest, index_id: int) -> HttpResponse:
     index = _index(request, index_id)
+    if index.is_gone:
+        messages.error(request, f"{index.name} is {index.get_state_display().lower()}: there is nothing to check.")
+        return _back(request)
     checks.index_check_enqueue(index=index)
     messages.success(request, f"A check of {index.name} is queued; refresh in a few seconds.")
     return _back(request)

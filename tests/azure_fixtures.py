@@ -1,14 +1,19 @@
 """Fixtures for the Azure driver: the Azure emulator over HTTPS (one server per test session,
-emptied before each test) and settings pointing the driver and azure-identity at it."""
+emptied before each test) and settings pointing the driver and azure-identity at it; and, for
+the whole index on the Azure path, an emulator that runs the containers as processes with
+pebble standing in for Let's Encrypt."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from devtools.azure_emulator import AzureEmulator
+from devtools.azure_emulator.resolver import fqdn_override
+from devtools.pebble import Pebble
 from provisioning.drivers import base as driver_base
 from provisioning.drivers.azure import AzureDriver
 from provisioning.drivers.base import DeployStep
@@ -60,10 +65,21 @@ def azure_settings(emulator: AzureEmulator) -> dict[str, object]:
     }
 
 
-def azure_environment(emulator: AzureEmulator) -> dict[str, str]:
-    """The same settings as environment variables, for a child process (rqworker)."""
+def acme_settings(pebble: Pebble, issuer_roots: Path) -> dict[str, object]:
+    """Caddy orders from `pebble`; the index is ready once its certificate chains to pebble's root."""
+    return {
+        "ACME_DIRECTORY_URL": pebble.directory_url,
+        "ACME_EMAIL": "platform-team@example.com",
+        "ACME_CA_ROOT": str(pebble.tls_ca_path),
+        "ACME_ISSUER_ROOTS": str(issuer_roots),
+        "ACME_CERTIFICATE_TIMEOUT_SECONDS": 60.0,
+    }
+
+
+def azure_environment(emulator: AzureEmulator, **more: object) -> dict[str, str]:
+    """The same settings (and `more`) as environment variables, for a child process (rqworker)."""
     env = dict(emulator.environment())
-    for name, value in azure_settings(emulator).items():
+    for name, value in {**azure_settings(emulator), **more}.items():
         env[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     return env
 
@@ -87,6 +103,9 @@ def azure_emulator(
         setattr(settings, name, value)
     for name, value in emulator.environment().items():
         monkeypatch.setenv(name, value)
+    # This emulator runs no containers, so no certificate can ever be served: these tests are
+    # about ARM and Files. The certificate wait runs for real in test_azure_end_to_end.py.
+    monkeypatch.setattr(AzureDriver, "_wait_certificate", lambda self, spec: None)
     driver_base._driver_for.cache_clear()
     yield emulator
     emulator.faults.clear()
@@ -125,3 +144,45 @@ def spec(driver) -> IndexSpec:
 def provisioned(azure_emulator, driver, spec) -> IndexSpec:
     run_steps(driver.deploy_steps(spec))
     return spec
+
+
+@pytest.fixture
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    """Let's Encrypt's ACME test server on free loopback ports (Debian's pebble package)."""
+    if not Pebble.available():
+        pytest.skip("pebble is not installed (apt-get install pebble; devtools/test_env.py does it)")
+    with Pebble(tmp_path_factory.mktemp("pebble")) as server:
+        yield server
+
+
+@pytest.fixture
+def azure_emulator_running(
+    pebble: Pebble, tmp_path_factory: pytest.TempPathFactory, settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AzureEmulator]:
+    """An emulator that runs each container group's containers as processes (their only way
+    out: pebble's ACME port; their public 80/443 on the ports pebble validates challenges on),
+    the driver pointed at it and at pebble, and the groups' FQDNs resolving to their mapped
+    loopback ports in this process."""
+    folder = tmp_path_factory.mktemp("azure-running")
+    emulator = AzureEmulator(
+        cert_dir=folder,
+        run_containers=True,
+        egress_ports=(pebble.acme_port,),
+        host_ports={80: pebble.http_port, 443: pebble.tls_port},  # where pebble validates challenges
+    ).start()
+    issuer_roots = folder / "acme-issuer-roots.pem"
+    issuer_roots.write_text(pebble.issuer_root_pem())
+    emulator.acme_settings = acme_settings(pebble, issuer_roots)  # type: ignore[attr-defined]  # for child workers
+    for name, value in {**azure_settings(emulator), **emulator.acme_settings}.items():  # type: ignore[attr-defined]
+        setattr(settings, name, value)
+    settings.AZURE_RESOURCE_GROUP_POLICY = "per-index"  # teardown then removes everything
+    settings.AZURE_STARTUP_TIMEOUT_SECONDS = 60.0  # real processes: Caddy, the index server
+    for name, value in emulator.environment().items():
+        monkeypatch.setenv(name, value)
+    driver_base._driver_for.cache_clear()
+    try:
+        with fqdn_override(emulator.public_ports):
+            yield emulator
+    finally:
+        emulator.stop()
+        driver_base._driver_for.cache_clear()

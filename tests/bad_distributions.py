@@ -135,6 +135,24 @@ def _tar_bomb() -> bytes:
     return out.getvalue()
 
 
+def _tar_header_bomb() -> bytes:
+    """The bytes hide in a GNU long-name header, which no member's declared size counts."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.GNU_FORMAT, compresslevel=9) as archive:
+        archive.addfile(tar_member(f"{TOP}/{'a' * (BOMB_MEGABYTES << 20)}"), io.BytesIO(b""))
+    return out.getvalue()
+
+
+def _tar_slow_header() -> bytes:
+    """A pax header of digits: older Pythons' tarfile parses it in quadratic time (CVE-2024-6232)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        info = tar_member(f"{TOP}/PKG-INFO", size=len(metadata_bytes()))
+        info.pax_headers = {"comment": "0" * 60_000}
+        archive.addfile(info, io.BytesIO(metadata_bytes()))
+    return out.getvalue()
+
+
 BAD_DISTRIBUTIONS: list[BadDistribution] = [
     # Wheels: what pip's installer needs, and what the file name promises.
     BadDistribution("wheel-metadata-names-another-project", WHEEL, lambda: wheel(meta_name="other-pkg"),
@@ -230,6 +248,9 @@ BAD_DISTRIBUTIONS: list[BadDistribution] = [
     BadDistribution("sdist-not-gzip", SDIST, lambda: b"This is a text file, not a .tar.gz archive.\n" * 20,
                     "not a valid .tar.gz archive", "not-tar"),
     BadDistribution("sdist-tar-bomb", SDIST, _tar_bomb, "zip bomb", "bomb"),
+    BadDistribution("sdist-tar-bomb-in-a-header", SDIST, _tar_header_bomb, "zip bomb", "bomb"),
+    BadDistribution("sdist-pax-header-slow-to-parse", SDIST, _tar_slow_header, "extended (pax) tar header",
+                    "pax-header"),
     BadDistribution("sdist-zip-without-pkg-info", "demo_pkg-1.0.zip",
                     lambda: rezip(sdist(fmt="zip"), drop=(f"{TOP}/PKG-INFO",)),
                     f"no {TOP}/PKG-INFO file", "no-pkg-info"),

@@ -30,6 +30,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # verify=; no test may depend on them, and child processes inherit os.environ.
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE"):
         os.environ.pop(name, None)
+    # A developer's `make run` writes .env in the checkout; manage.py children of tests must not read it.
+    os.environ["PORTAL_ENV_FILE"] = os.devnull
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +156,9 @@ def other_lead(other_team) -> User:
 def portal_admin(db) -> User:
     user = _user("admin")
     user.groups.add(Group.objects.get_or_create(name=ADMIN_GROUP)[0])
+    # As the Portal.Admin app role makes them at sign-in: staff, to maintain teams in the Django admin.
+    user.is_staff = user.is_superuser = True
+    user.save(update_fields=["is_staff", "is_superuser"])
     return user
 
 

@@ -78,7 +78,7 @@ def test_htmx_table_pages_do_not_query_the_action_choices(portal_admin_client, e
 def test_full_page_offers_the_recorded_actions(portal_admin_client, events):
     response = portal_admin_client.get("/audit/")
 
-    assert b'<option value="credential.created">' in response.content
+    assert b'<option value="credential.created">Created a token for</option>' in response.content
     assert b'<option value="" selected>Any action</option>' in response.content
 
 
@@ -126,3 +126,60 @@ def test_secrets_passed_in_details_are_not_recorded(lead):
     event = audit_record(action="auth.sign_in_failed", details={"reason": "x", "code": "abc", "id_token": "ey..."})
 
     assert event.details == {"reason": "x"}
+
+
+def test_the_log_reads_as_sentences_with_linked_objects_and_readable_details(portal_admin_client, lead, ready_index):
+    audit_record(action="package.stored", actor=lead, obj=ready_index,
+                 details={"filename": "six-1.16.0-py2.py3-none-any.whl", "sha256": "ab" * 32})  # fmt: skip
+    audit_record(action="packages.mirror_requested", actor=lead, obj=ready_index,
+                 details={"requirements": ["six==1.16.0", "idna"], "python": "3.11"})  # fmt: skip
+    audit_record(action="auth.signed_in", actor=lead, obj=lead)
+
+    page = portal_admin_client.get("/audit/").content.decode()
+
+    assert f'Uploaded a package to index <a href="/indexes/{ready_index.pk}/packages/">ready-index</a>' in page
+    assert f'Asked to mirror from PyPI into index <a href="/indexes/{ready_index.pk}/packages/">' in page
+    assert "requirements</span> <span>six==1.16.0, idna</span>" in page
+    assert f'SHA-256</span> <span title="{"ab" * 32}">{"ab" * 6}…</span>' in page
+    assert "Signed in</td>" in page  # not "Signed in user lead"
+    for python_speak in ("provisioning.privateindex", "['six==1.16.0'", "<code>auth.signed_in</code>"):
+        assert python_speak not in page
+
+
+def test_unknown_actions_still_read_as_words():
+    assert AuditEvent(action="index.frobnicate_failed").action_label == "Index frobnicate failed"
+
+
+def test_system_actor_filter_finds_the_events_shown_as_system(portal_admin_client, events, requested_index):
+    audit_record(action="index.provisioned", obj=requested_index, details={"url": "https://x/simple/"})
+
+    response = portal_admin_client.get("/audit/", {"actor": "system"})
+
+    assert [event.action for event in response.context["page"].object_list] == ["index.provisioned"]
+    assert "<td>system</td>" in response.content.decode()
+
+
+def test_object_filter_finds_objects_by_the_kind_the_table_shows(portal_admin_client, events, other_team):
+    audit_record(action="team.group_changed", obj=other_team, details={"group": "g"})
+
+    by_team = portal_admin_client.get("/audit/", {"object": "team"}).context["page"].object_list
+    by_user = portal_admin_client.get("/audit/", {"object": "user"}).context["page"].object_list
+
+    assert "team.group_changed" in [event.action for event in by_team]
+    assert [event.action for event in by_user] == ["auth.signed_in"]
+
+
+def test_every_action_the_portal_records_has_a_name():
+    import pathlib
+    import re
+
+    from portal.audit_labels import ACTION_LABELS
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    recorded = set()
+    for path in [*root.glob("portal/**/*.py"), *root.glob("provisioning/**/*.py"), *root.glob("packages_ui/**/*.py")]:
+        recorded |= set(re.findall(r'action="([a-z_]+\.[a-z_]+)"', path.read_text()))
+        recorded |= set(re.findall(r'"(package\.[a-z_]+)" if', path.read_text()))
+    recorded |= {f"index.{op}_failed" for op in ("provision", "restart", "teardown")}
+    assert recorded
+    assert recorded - set(ACTION_LABELS) == set()

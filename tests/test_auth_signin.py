@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 from django.contrib.auth.models import User
 
@@ -108,28 +109,31 @@ def test_signing_out_is_post_only_and_ends_the_entra_session(client, entra):
     assert response.status_code == 302
     location = urlsplit(response["Location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == entra.endpoint("logout")
-    assert parse_qs(location.query)["post_logout_redirect_uri"] == ["http://testserver/auth/signed-out/"]
+    query = parse_qs(location.query)
+    assert query["post_logout_redirect_uri"] == ["http://testserver/auth/signed-out/"]
+    assert query["client_id"] == [entra.client_id]
+    hint = jwt.decode(query["id_token_hint"][0], options={"verify_signature": False})
+    assert hint["oid"] == entra.users["member"].oid
     assert signed_in_user_id(client) is None
     assert AuditEvent.objects.filter(action="auth.signed_out").exists()
 
 
-def test_provider_end_session_sends_the_browser_back_only_to_the_portal(entra):
+def test_provider_end_session_sends_the_browser_back_only_to_the_portal_that_names_itself(entra):
     from tests.entra_support import provider_session
 
+    def logout(**params):
+        return session.get(entra.endpoint("logout"), params=params, allow_redirects=False)
+
+    hint = entra.mint_id_token(entra.users["member"], nonce=None)
+    back_to = "http://testserver/auth/signed-out/"
     with provider_session(entra) as session:
-        back = session.get(
-            entra.endpoint("logout"),
-            params={"post_logout_redirect_uri": "http://testserver/auth/signed-out/"},
-            allow_redirects=False,
-        )
-        elsewhere = session.get(
-            entra.endpoint("logout"),
-            params={"post_logout_redirect_uri": "https://evil.example/"},
-            allow_redirects=False,
-        )
-    assert back.status_code == 302
-    assert back.headers["Location"] == "http://testserver/auth/signed-out/"
-    assert elsewhere.status_code == 200
+        with_client_id = logout(post_logout_redirect_uri=back_to, client_id=entra.client_id)
+        with_hint = logout(post_logout_redirect_uri=back_to, id_token_hint=hint)
+        anonymous = logout(post_logout_redirect_uri=back_to)
+        elsewhere = logout(post_logout_redirect_uri="https://evil.example/", client_id=entra.client_id)
+    assert with_client_id.status_code == with_hint.status_code == 302
+    assert with_client_id.headers["Location"] == with_hint.headers["Location"] == back_to
+    assert anonymous.status_code == elsewhere.status_code == 200
 
 
 def test_login_page_offers_sign_in_with_microsoft(client, entra):

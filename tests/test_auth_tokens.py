@@ -299,3 +299,46 @@ def test_discovery_is_downloaded_once_not_on_every_sign_in(client, entra, monkey
     assert sign_in(client, entra, "member").response.status_code == 302
 
     assert downloads == []
+
+
+def test_id_token_without_nbf_is_accepted_because_openid_connect_does_not_require_it(client, entra):
+    callback = pick_user(entra, start_sign_in(client), "lead")
+    entra.tamper_next(claims={"nbf": None})
+
+    response = follow_callback(client, callback)
+
+    assert response.status_code == 302
+    assert signed_in_user_id(client)
+
+
+def test_sign_in_works_again_within_seconds_after_the_provider_rotates_its_key(client, entra, monkeypatch):
+    from portal.auth import tokens
+
+    monkeypatch.setattr(tokens, "JWKS_REFRESH_MIN_SECONDS", 0.5)
+    assert sign_in(client, entra, "lead").response.status_code == 302
+    client.logout()
+    entra.rotate_key()
+    time.sleep(0.6)
+
+    response = sign_in(client, entra, "lead").response
+
+    assert response.status_code == 302
+    assert signed_in_user_id(client)
+
+
+def test_a_flood_of_unknown_key_ids_fetches_the_keys_once_per_floor(entra, monkeypatch):
+    import jwt
+
+    from portal.auth import tokens
+
+    downloads = []
+    jwks = entra.jwks
+    monkeypatch.setattr(entra, "jwks", lambda: downloads.append(1) or jwks())
+    claims = entra.id_token_claims(entra.users["lead"], nonce="n")
+    for attempt in range(20):
+        token = jwt.encode(claims, entra.signing_key, algorithm="RS256", headers={"kid": f"made-up-{attempt}"})
+        with pytest.raises(tokens.IdTokenError):
+            tokens.validate_id_token(token, nonce="n")
+
+    assert len(downloads) == 1
+    assert tokens.JWKS_REFRESH_MIN_SECONDS <= 10

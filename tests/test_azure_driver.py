@@ -19,8 +19,8 @@ from provisioning.spec import (
     SHARE_PACKAGES,
     TOKENS_PATH,
     IndexSpec,
+    index_caddyfile,
     index_server_source,
-    render_caddyfile,
 )
 from tests.azure_fixtures import INDEX_ID
 from tests.azure_fixtures import group_definition as _group_definition
@@ -98,7 +98,7 @@ def test_provision_restart_teardown_cycle_through_the_sdks(azure_emulator, drive
     }
     fqdn = driver.settled_placement(spec).hostname
     caddyfile = b"".join(driver.read_file(spec, SHARE_CONFIG, "Caddyfile")).decode()
-    assert caddyfile == render_caddyfile(driver.settled_placement(spec)) and f"\n{fqdn} {{" in caddyfile
+    assert caddyfile == index_caddyfile(driver.settled_placement(spec)) and f"\n{fqdn} {{" in caddyfile
     status = driver.status(spec)
     assert status.is_running
     assert [c.name for c in status.containers] == [c.name for c in spec.containers]

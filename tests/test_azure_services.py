@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 from rq.registry import StartedJobRegistry
 
+from devtools.azure_emulator.resolver import child_environment
 from provisioning import services
 from provisioning.models import PrivateIndex, ProvisioningStep
 from provisioning.spec import SHARE_CONFIG, TOKENS_PATH
@@ -138,11 +139,16 @@ def _worker(env: dict[str, str]) -> subprocess.Popen:
 
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_killed_mid_provisioning_is_recovered_without_duplicating_anything(azure_emulator, team, lead):
+def test_a_worker_killed_mid_provisioning_is_recovered_without_duplicating_anything(
+    azure_emulator_running, team, lead, tmp_path
+):
+    # The workers are separate processes: the index they build really runs (its certificate
+    # step needs Caddy), so this runs on the emulator that runs containers, with pebble.
+    azure_emulator = azure_emulator_running
     database = settings.DATABASES["default"]
     env = {
-        **os.environ,
-        **azure_environment(azure_emulator),
+        **child_environment(azure_emulator.url, azure_emulator.ca_path, tmp_path / "resolver"),
+        **azure_environment(azure_emulator, **azure_emulator.acme_settings),
         "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "DEBUG": "1",

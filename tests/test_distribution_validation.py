@@ -263,6 +263,10 @@ MORE_GOOD_CASES = {
         retar(sdist(), add=((tar_member(TOP, kind=tarfile.DIRTYPE), b""),
                             (tar_member(f"{TOP}/src", kind=tarfile.DIRTYPE), b""))),
     ),
+    "sdist with a long path in a pax header": lambda t: _write(
+        t, "demo_pkg-1.0.tar.gz",
+        retar(sdist(), add=((tar_member(f"{TOP}/{'nested/' * 40}module_with_a_long_name.py"), b"x = 1\n"),)),
+    ),
     "legacy sdist whose folder keeps the project's spelling": lambda t: _write(
         t, "Demo.Pkg-1.0.tar.gz", retar(sdist(), rename=(f"{TOP}/", "Demo.Pkg-1.0/")),
     ),

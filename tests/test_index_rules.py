@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -73,6 +77,34 @@ def _azure_like_spec():
         server_port=8080, tls="acme",
     )  # fmt: skip
     return build_index_spec(index_id=7, name="ml", team="data", size="medium", placement=placement)
+
+
+def test_the_acme_caddyfile_names_the_ca_the_contact_and_the_test_root_and_keeps_certificates_on_caddy_certs(
+    settings,
+):
+    settings.ACME_DIRECTORY_URL = "https://127.0.0.1:14000/dir"
+    settings.ACME_EMAIL = "platform@example.com"
+    settings.ACME_CA_ROOT = "/etc/pebble/tls-ca.pem"
+    spec = _azure_like_spec()
+    options = spec.caddyfile.split("}\n", 1)[0]
+    assert "\tacme_ca https://127.0.0.1:14000/dir\n" in options
+    assert "\temail platform@example.com\n" in options
+    assert "\tacme_ca_root /etc/pebble/tls-ca.pem\n" in options
+    assert ("XDG_DATA_HOME", "/data") in spec.container("caddy").environment
+    assert any(m.share == "caddy-certs" and m.mount_path == "/data" for m in spec.container("caddy").mounts)
+
+
+def test_the_acme_ca_is_lets_encrypt_production_by_default_and_staging_one_switch_away():
+    def directory(**env: str) -> str:
+        code = "from django.conf import settings; print(settings.ACME_DIRECTORY_URL)"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("ACME_")}
+        environment.update(DEBUG="1", DJANGO_SETTINGS_MODULE="portal.settings", **env)
+        out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    assert directory() == "https://acme-v02.api.letsencrypt.org/directory"
+    assert directory(ACME_STAGING="1") == "https://acme-staging-v02.api.letsencrypt.org/directory"
+    assert directory(ACME_STAGING="1", ACME_DIRECTORY_URL="https://ca.example/dir") == "https://ca.example/dir"
 
 
 def test_spec_exposes_only_http_and_https_never_pypiserver():

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
+from .containers import ContainerRuntime
 from .http import Request, Response, arm_error, iso_now, json_response, new_id
 from .state import ContainerGroup, EmulatorState, FileShare, Operation, StorageAccount, public_definition
 
@@ -69,6 +70,8 @@ class ArmService:
     def __init__(self, state: EmulatorState, file_endpoint: Callable[[str], str]) -> None:
         self.state = state
         self.file_endpoint = file_endpoint  # account name -> https://.../account/
+        # Set when the emulator runs the containers as processes (see containers.py).
+        self.runtime: ContainerRuntime | None = None
         self.routes: list[tuple[str, re.Pattern, Callable[..., Response], str, str]] = []
         route = self._route
         route(
@@ -197,7 +200,10 @@ class ArmService:
                     "https://aka.ms/rps-not-found for how to register subscriptions.",
                 )
             with self.state.lock:
-                return handler(request, **args)
+                response = handler(request, **args)
+                if self.runtime is not None:  # groups deleted alone or with their resource group
+                    self.runtime.sync()
+                return response
         if any(p.match(path) for _, p, *_ in self.routes):
             return arm_error(405, "MethodNotAllowed", f"The requested method {request.method} is not allowed.")
         return arm_error(404, "InvalidResourceType", f"The resource type could not be found for '{path}'.")
@@ -473,7 +479,7 @@ class ArmService:
         if existing is not None:
             existing.quota_gb = quota
             return json_response(200, self._share_body(found, existing))
-        created = FileShare(share, quota_gb=quota, protocols=props.get("enabledProtocols") or "SMB")
+        created = self.state.new_share(share, quota_gb=quota, protocols=props.get("enabledProtocols") or "SMB")
         found.shares[share] = created
         return json_response(201, self._share_body(found, created))
 
@@ -537,8 +543,11 @@ class ArmService:
                 self._event(group, name, "BackOff", f"Back-off restarting failed container {name}", warning=True)
 
     def _run_containers(self, group: ContainerGroup, *, restarted: bool = False) -> None:
-        """The containers (re)start now: new start time, events, a first log line each."""
+        """The containers (re)start now: new start time, events, a first log line each (and, with
+        a runtime, a restart starts the processes again)."""
         group.started = iso_now()
+        if restarted and self.runtime is not None:
+            group.failure = self.runtime.start(group)
         for container in group.definition["containers"]:
             name = container["name"]
             if restarted:
@@ -598,6 +607,8 @@ class ArmService:
                 current = {"state": "Terminated", "exitCode": 0, "detailStatus": "Stopped"}
             else:
                 current = {"state": "Waiting", "detailStatus": group.failure or group.stalled or "ContainerCreating"}
+            if self.runtime is not None and state == "Running" and previous is None:
+                current = self.runtime.container_state(group, name) or current  # the processes' own state
             view: dict[str, object] = {
                 "restartCount": group.restart_counts.get(name, 0),
                 "currentState": current,
@@ -797,6 +808,8 @@ class ArmService:
         group.failure = failures.pop(group.name, None) or failures.pop("*", None) or ""
         # A mount that fails does not fail the deployment: it hangs, with events saying why.
         group.stalled = "" if group.failure else self._mount_failure(group)
+        if not group.failure and not group.stalled and self.runtime is not None:
+            group.failure = self.runtime.start(group)
         group.pending_polls = self.state.group_polls
         group.restart_pending = False
         group.stopped = False
@@ -951,6 +964,8 @@ class ArmService:
         action = action.lower()
         if action == "stop":
             group.stopped = True
+            if self.runtime is not None:
+                self.runtime.stop(group)
             return Response(204)
         if action == "restart":
             if group.failure:
@@ -969,12 +984,16 @@ class ArmService:
             return arm_error(
                 404,
                 "ResourceNotFound",
-                f"The container '{container}' of container group '{cg}' under resource group '{rg}' was not found.",
+                f"The Resource 'Microsoft.ContainerInstance/containerGroups/{cg}/containers/{container}' under "
+                f"resource group '{rg}' was not found.",
             )
-        lines = group.logs.get(container, [])
         tail = request.query.get("tail")
-        if tail is not None and tail.isdigit():
-            lines = lines[-int(tail) :] if int(tail) else []
+        count = int(tail) if tail is not None and tail.isdigit() else None
+        if self.runtime is not None:  # the processes' real output
+            return json_response(200, {"content": self.runtime.logs(group, container, count)})
+        lines = group.logs.get(container, [])
+        if count is not None:
+            lines = lines[-count:] if count else []
         return json_response(200, {"content": "".join(f"{line}\n" for line in lines)})
 
     # --- Test helpers (called with the state lock held by the caller or alone).

@@ -127,7 +127,12 @@ class FileService:
                     400, "InvalidUri", "The requested URI does not represent any resource on the server."
                 )
             share_name = unquote(parts[1])
-            path = "/".join(unquote(p) for p in parts[2:] if p)
+            names = [unquote(p) for p in parts[2:] if p]
+            if any(n in (".", "..") or "\\" in n for n in names):
+                return storage_error(
+                    400, "InvalidResourceName", "The specifed resource name contains invalid characters.", head=head
+                )
+            path = "/".join(names)
             query = request.query
             restype, comp = query.get("restype", ""), query.get("comp", "")
             share = account.shares.get(share_name)
@@ -148,7 +153,7 @@ class FileService:
             if comp == "rename":
                 return self._rename(request, account, share, path)
             if comp in ("properties", "metadata") and request.method == "PUT":
-                stored = share.files.get(path)
+                stored = share.file(path)
                 if stored is None:
                     return storage_error(404, "ResourceNotFound", "The specified resource does not exist.")
                 stored.touch()
@@ -162,7 +167,7 @@ class FileService:
             if share is not None:
                 return storage_error(409, "ShareAlreadyExists", "The specified share already exists.")
             quota = int(request.header("x-ms-share-quota") or 5120)
-            account.shares[name] = FileShare(name, quota_gb=quota)
+            account.shares[name] = self.state.new_share(name, quota_gb=quota)
             return Response(201, b"", {"ETag": account.shares[name].etag, "Last-Modified": http_date()})
         if share is None:
             return storage_error(404, "ShareNotFound", "The specified share does not exist.", head=head)
@@ -183,32 +188,31 @@ class FileService:
 
     def _parent_exists(self, share: FileShare, path: str) -> bool:
         parent = path.rpartition("/")[0]
-        return parent == "" or parent in share.directories
+        return parent == "" or share.is_directory(parent)
 
     def _directory(self, request: Request, share: FileShare, path: str) -> Response:
         head = request.method == "HEAD"
-        exists = path == "" or path in share.directories
+        exists = path == "" or share.is_directory(path)
         if request.method == "PUT":
-            if path in share.directories or path in share.files:
+            if exists or share.file(path) is not None:
                 return storage_error(409, "ResourceAlreadyExists", "The specified resource already exists.")
             if not self._parent_exists(share, path):
                 return storage_error(404, "ParentNotFound", "The specified parent path does not exist.")
-            share.directories.add(path)
+            share.make_directory(path)
             return Response(201, b"", {"ETag": f'"0x{time.time_ns():X}"', "Last-Modified": http_date()})
         if not exists:
             return storage_error(404, "ResourceNotFound", "The specified resource does not exist.", head=head)
         if request.method in ("GET", "HEAD"):
             return Response(200, b"", {"ETag": '"0x1"', "Last-Modified": http_date()})
         if request.method == "DELETE":
-            prefix = path + "/"
-            if any(d.startswith(prefix) for d in share.directories) or any(f.startswith(prefix) for f in share.files):
+            if any((share.root / path).iterdir()):
                 return storage_error(409, "DirectoryNotEmpty", "The specified directory is not empty.")
-            share.directories.discard(path)
+            share.remove_directory(path)
             return Response(202)
         return storage_error(405, "UnsupportedHttpVerb", "The resource doesn't support the specified HTTP verb.")
 
     def _list(self, request: Request, account: StorageAccount, share: FileShare, path: str) -> Response:
-        if path and path not in share.directories:
+        if path and not share.is_directory(path):
             return storage_error(404, "ResourceNotFound", "The specified resource does not exist.")
         prefix = request.query.get("prefix", "")
         timestamps = "timestamps" in request.query.get("include", "").lower()
@@ -235,7 +239,7 @@ class FileService:
                 entries.append(
                     (
                         name,
-                        f"<File><Name>{escape(name)}</Name><Properties><Content-Length>{len(stored.data)}</Content-Length>{extra}</Properties></File>",
+                        f"<File><Name>{escape(name)}</Name><Properties><Content-Length>{stored.size}</Content-Length>{extra}</Properties></File>",
                     )
                 )
         entries.sort()
@@ -256,13 +260,13 @@ class FileService:
 
     def _file(self, request: Request, share: FileShare, path: str) -> Response:
         head = request.method == "HEAD"
-        stored = share.files.get(path)
+        stored = share.file(path)
         if request.method == "PUT":
             if request.header("x-ms-type").lower() != "file":
                 return storage_error(
                     400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified."
                 )
-            if path in share.directories:
+            if share.is_directory(path):
                 return storage_error(
                     409,
                     "ResourceTypeMismatch",
@@ -271,22 +275,18 @@ class FileService:
             if not self._parent_exists(share, path):
                 return storage_error(404, "ParentNotFound", "The specified parent path does not exist.")
             size = int(request.header("x-ms-content-length") or 0)
-            if share.used_bytes() - (len(stored.data) if stored else 0) + size > share.quota_gb * 1024**3:
+            if share.used_bytes() - (stored.size if stored else 0) + size > share.quota_gb * 1024**3:
                 return storage_error(413, "ShareSizeLimitReached", "The specified share is full.")
-            created = StoredFile(
-                bytearray(size), content_type=request.header("x-ms-content-type") or "application/octet-stream"
-            )
-            created.touch()
-            share.files[path] = created
+            created = share.create_file(path, size, request.header("x-ms-content-type") or "application/octet-stream")
             return Response(201, b"", self._file_headers(created))
         if stored is None:
             return storage_error(404, "ResourceNotFound", "The specified resource does not exist.", head=head)
         if request.method == "DELETE":
-            del share.files[path]
+            share.delete_file(path)
             return Response(202)
         if request.method not in ("GET", "HEAD"):
             return storage_error(405, "UnsupportedHttpVerb", "The resource doesn't support the specified HTTP verb.")
-        total = len(stored.data)
+        total = stored.size
         headers = {
             **self._file_headers(stored),
             "x-ms-type": "File",
@@ -296,7 +296,7 @@ class FileService:
         requested = request.header("x-ms-range") or request.header("range")
         if head or not requested:
             headers["Content-Length"] = str(total)
-            return Response(200, b"" if head else bytes(stored.data), headers, head_only=head)
+            return Response(200, b"" if head else stored.data, headers, head_only=head)
         match = _RANGE_RE.fullmatch(requested)
         if match is None:
             return storage_error(
@@ -310,10 +310,10 @@ class FileService:
             )
         end = min(end, total - 1)
         headers["Content-Range"] = f"bytes {start}-{end}/{total}"
-        return Response(206, bytes(stored.data[start : end + 1]), headers)
+        return Response(206, stored.read(start, end), headers)
 
     def _put_range(self, request: Request, share: FileShare, path: str) -> Response:
-        stored = share.files.get(path)
+        stored = share.file(path)
         if stored is None:
             return storage_error(404, "ResourceNotFound", "The specified resource does not exist.")
         match = _RANGE_RE.fullmatch(request.header("x-ms-range") or request.header("range"))
@@ -322,7 +322,7 @@ class FileService:
                 400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format."
             )
         start, end = int(match.group(1)), int(match.group(2))
-        if end >= len(stored.data) or end < start:
+        if end >= stored.size or end < start:
             return storage_error(
                 416, "InvalidRange", "The range specified is invalid for the current size of the resource."
             )
@@ -331,12 +331,11 @@ class FileService:
                 413, "RequestBodyTooLarge", "The request body is too large and exceeds the maximum permissible limit."
             )
         if request.header("x-ms-write").lower() == "clear":
-            stored.data[start : end + 1] = bytes(end - start + 1)
+            stored.write(start, bytes(end - start + 1))
         else:
             if len(request.body) != end - start + 1:
                 return storage_error(400, "InvalidHeaderValue", "The range does not match the length of the body.")
-            stored.data[start : end + 1] = request.body
-        stored.touch()
+            stored.write(start, request.body)
         headers = self._file_headers(stored)
         headers["Content-MD5"] = base64.b64encode(hashlib.md5(request.body).digest()).decode()
         headers["x-ms-request-server-encrypted"] = "true"
@@ -352,14 +351,13 @@ class FileService:
         if parts[:1] == [share.name]:
             parts = parts[1:]
         source = "/".join(parts)
-        stored = share.files.get(source)
+        stored = share.file(source) if source and not any(p in (".", "..") for p in parts) else None
         if stored is None:
             return storage_error(404, "ResourceNotFound", "The specified resource does not exist.")
         if not self._parent_exists(share, path):
             return storage_error(404, "ParentNotFound", "The specified parent path does not exist.")
         replace = request.header("x-ms-file-rename-replace-if-exists").lower() == "true"
-        if path in share.files and path != source and not replace:
+        if share.file(path) is not None and path != source and not replace:
             return storage_error(409, "ResourceAlreadyExists", "The specified resource already exists.")
-        del share.files[source]
-        share.files[path] = stored
+        stored = share.rename_file(source, path)
         return Response(200, b"", self._file_headers(stored))

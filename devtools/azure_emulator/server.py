@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trustme
 
 from .arm import ArmService
+from .containers import ContainerRuntime
 from .faults import Fault, FaultBook, RequestRecord
 from .files import FileService, storage_error
 from .http import Request, Response, arm_error, json_response
@@ -178,7 +179,13 @@ class AzureEmulator:
         client_id: str = DEFAULT_CLIENT_ID,
         client_secret: str = DEFAULT_CLIENT_SECRET,
         subscription_id: str = DEFAULT_SUBSCRIPTION_ID,
+        run_containers: bool = False,
+        egress_ports: tuple[int, ...] = (),
+        host_ports: dict[int, int] | None = None,
     ) -> None:
+        """`run_containers`: start each container group's containers as local processes (see
+        containers.py); `egress_ports`: host loopback ports those processes may reach;
+        `host_ports`: {public port: preferred host port} for the first group."""
         self.cert_dir = Path(cert_dir)
         self.host = host
         self.port = port
@@ -186,12 +193,14 @@ class AzureEmulator:
         self.client_id = client_id
         self.client_secret = client_secret
         self.subscription_id = subscription_id
-        self.state = EmulatorState()
+        self.state = EmulatorState(storage_dir=self.cert_dir / "files")
         self.state.clients[client_id] = client_secret
         self.state.tenant_id = tenant_id
         self.faults = FaultBook()
         self.public_url = ""
         self.arm = ArmService(self.state, self.file_endpoint)
+        if run_containers:
+            self.arm.runtime = ContainerRuntime(self.state, egress_ports=egress_ports, host_ports=host_ports)
         self.files = FileService(self.state)
         self.identity = IdentityService(self.state)
         self._server: _Server | None = None
@@ -220,6 +229,10 @@ class AzureEmulator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.state.lock:
+            if self.arm.runtime is not None:
+                self.arm.runtime.close()
+            self.state.remove_storage()
 
     def __enter__(self) -> AzureEmulator:
         return self.start()
@@ -266,8 +279,10 @@ class AzureEmulator:
         return "file"
 
     def dispatch(self, service: str, request: Request) -> Response:
-        if service == "arm":
-            return self.arm.handle(request)
+        if service == "arm" or (service == "file" and request.method == "DELETE"):
+            response = self.arm.handle(request) if service == "arm" else self.files.handle(request)
+            self.state.sweep_storage()  # a deleted share, account or resource group takes its files along
+            return response
         if service == "file":
             return self.files.handle(request)
         if service == "identity":
@@ -303,6 +318,26 @@ class AzureEmulator:
     def snapshot(self) -> dict:
         return self.state.snapshot()
 
+    def public_ports(self) -> dict[str, dict[int, int]]:
+        """{FQDN: {public port: host loopback port}} of every group whose containers run here;
+        clients resolve the FQDN to 127.0.0.1 and connect to the mapped port."""
+        runtime = self.arm.runtime
+        if runtime is None:
+            return {}
+        found = {}
+        with self.state.lock:
+            for group in self.state.container_groups.values():
+                fqdn = (self.arm._group_body(group)["properties"].get("ipAddress") or {}).get("fqdn")
+                ports = runtime.ports(group)
+                if fqdn and ports:
+                    found[fqdn] = ports
+        return found
+
+    def running_pids(self) -> list[int]:
+        """The processes started for container groups that still run (empty without runtime)."""
+        with self.state.lock:
+            return self.arm.runtime.pids() if self.arm.runtime is not None else []
+
     def configure(self, **options: object) -> None:
         """Behaviour switches: core_quota, taken_storage_names, denied_actions, group_failures,
         storage_polls, group_polls, restart_polls, throttled_registries, unregistered_providers,
@@ -317,7 +352,10 @@ class AzureEmulator:
                 setattr(self.state, name, value)
 
     def reset(self) -> None:
-        self.state.reset()
+        with self.state.lock:
+            if self.arm.runtime is not None:
+                self.arm.runtime.stop_all()
+            self.state.reset()
         self.state.clients[self.client_id] = self.client_secret
         self.state.tenant_id = self.tenant_id
         self.faults.clear()
@@ -344,6 +382,10 @@ class AzureEmulator:
             return Response(204)
         if route == "/_emulator/state" and request.method == "GET":
             return json_response(200, self.snapshot())
+        if route == "/_emulator/containers" and request.method == "GET":
+            with self.state.lock:
+                running = self.arm.runtime.describe() if self.arm.runtime is not None else {}
+            return json_response(200, {"groups": running, "public_ports": self.public_ports()})
         if route == "/_emulator/config" and request.method == "POST":
             try:
                 self.configure(**request.json())

@@ -7,9 +7,14 @@ import base64
 import copy
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def new_key() -> str:
@@ -30,30 +35,114 @@ def public_definition(definition: dict) -> dict:
     return out
 
 
-@dataclass
 class StoredFile:
-    data: bytearray
-    last_modified: float = field(default_factory=time.time)
-    etag: str = ""
-    content_type: str = "application/octet-stream"
+    """One file of a share, on disk: the File service and the containers' processes read and
+    write the same bytes. Its ETag and Last-Modified come from the file's modification time."""
+
+    def __init__(self, path: Path, share: FileShare) -> None:
+        self.path = path
+        self._share = share
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def data(self) -> bytes:
+        return self.path.read_bytes()
+
+    @property
+    def last_modified(self) -> float:
+        return self.path.stat().st_mtime
+
+    @property
+    def etag(self) -> str:
+        return f'"0x{self.path.stat().st_mtime_ns:X}"'
+
+    @property
+    def content_type(self) -> str:
+        return self._share.content_types.get(self._share.relative(self.path), "application/octet-stream")
+
+    def read(self, start: int, end: int) -> bytes:
+        with self.path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start + 1)
+
+    def write(self, start: int, data: bytes) -> None:
+        with self.path.open("r+b") as handle:
+            handle.seek(start)
+            handle.write(data)
 
     def touch(self) -> None:
-        self.last_modified = time.time()
-        self.etag = f'"0x{time.time_ns():X}"'
+        os.utime(self.path)
 
 
-@dataclass
 class FileShare:
-    name: str
-    quota_gb: int = 5120
-    protocols: str = "SMB"
-    created: float = field(default_factory=time.time)
-    etag: str = field(default_factory=lambda: f'"0x{time.time_ns():X}"')
-    directories: set[str] = field(default_factory=set)  # "a", "a/b" (no leading slash)
-    files: dict[str, StoredFile] = field(default_factory=dict)
+    """A share as a folder under the emulator's storage folder. `files` and `directories` are
+    read-only views of what is on disk; changes go through the methods below."""
+
+    def __init__(self, name: str, root: Path, *, quota_gb: int = 5120, protocols: str = "SMB") -> None:
+        self.name = name
+        self.root = root
+        self.quota_gb = quota_gb
+        self.protocols = protocols
+        self.created = time.time()
+        self.etag = f'"0x{time.time_ns():X}"'
+        self.content_types: dict[str, str] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def _walk(self) -> Iterator[tuple[str, bool]]:
+        """(relative path, is a directory) for everything below the root."""
+        for folder, dirnames, filenames in os.walk(self.root):
+            base = Path(folder)
+            for name in dirnames:
+                yield self.relative(base / name), True
+            for name in filenames:
+                yield self.relative(base / name), False
+
+    @property
+    def files(self) -> dict[str, StoredFile]:
+        return {path: StoredFile(self.root / path, self) for path, is_dir in self._walk() if not is_dir}
+
+    @property
+    def directories(self) -> set[str]:
+        return {path for path, is_dir in self._walk() if is_dir}
+
+    def file(self, path: str) -> StoredFile | None:
+        target = self.root / path
+        return StoredFile(target, self) if target.is_file() else None
+
+    def is_directory(self, path: str) -> bool:
+        return (self.root / path).is_dir()
+
+    def create_file(self, path: str, size: int, content_type: str) -> StoredFile:
+        target = self.root / path
+        with target.open("wb") as handle:
+            handle.truncate(size)
+        self.content_types[path] = content_type
+        return StoredFile(target, self)
+
+    def delete_file(self, path: str) -> None:
+        (self.root / path).unlink()
+        self.content_types.pop(path, None)
+
+    def rename_file(self, source: str, path: str) -> StoredFile:
+        os.replace(self.root / source, self.root / path)
+        if source in self.content_types:
+            self.content_types[path] = self.content_types.pop(source)
+        return StoredFile(self.root / path, self)
+
+    def make_directory(self, path: str) -> None:
+        (self.root / path).mkdir()
+
+    def remove_directory(self, path: str) -> None:
+        (self.root / path).rmdir()
 
     def used_bytes(self) -> int:
-        return sum(len(f.data) for f in self.files.values())
+        return sum(f.size for f in self.files.values())
 
 
 @dataclass
@@ -116,9 +205,29 @@ class Token:
 
 
 class EmulatorState:
-    def __init__(self) -> None:
+    def __init__(self, storage_dir: Path | None = None) -> None:
         self.lock = threading.RLock()
+        # The file shares' folders (one per share, named at random so a share created again
+        # under an old name starts empty).
+        self.storage_dir = storage_dir or Path(tempfile.mkdtemp(prefix="azure-emulator-files-"))
         self.reset()
+
+    def new_share(self, name: str, *, quota_gb: int, protocols: str = "SMB") -> FileShare:
+        return FileShare(name, self.storage_dir / uuid.uuid4().hex, quota_gb=quota_gb, protocols=protocols)
+
+    def sweep_storage(self) -> None:
+        """Remove the folders of shares that no longer exist (deleted with their share, their
+        account or their resource group)."""
+        with self.lock:
+            live = {share.root.name for account in self.storage_accounts.values() for share in account.shares.values()}
+            if not self.storage_dir.is_dir():
+                return
+            for folder in self.storage_dir.iterdir():
+                if folder.name not in live:
+                    shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_storage(self) -> None:
+        shutil.rmtree(self.storage_dir, ignore_errors=True)
 
     def reset(self) -> None:
         with self.lock:
@@ -152,6 +261,7 @@ class EmulatorState:
             self.crash_loops: dict[str, str] = {}
             # GETs after a restart that still show the state from before it.
             self.restart_polls = 1
+        self.sweep_storage()
 
     # --- Helpers used by both services.
     def account(self, name: str) -> StorageAccount | None:

@@ -355,14 +355,41 @@ class EntraProvider:
             "client_info": client_info,
         }
 
-    def logout_target(self, post_logout_redirect_uri: str) -> str | None:
-        """Where end_session may send the browser: only back to a registered client's origin."""
+    def rotate_key(self) -> None:
+        """Replace the signing key and its kid at once, as a provider does in an abrupt rollover."""
+        with self._lock:
+            self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            self.kid = _b64url(hashlib.sha256(str(uuid.uuid4()).encode()).digest()[:15])
+
+    def logout_target(self, query: dict[str, str]) -> str | None:
+        """Where end_session may send the browser: only back to a registered client's origin, and
+        only when the request names the client (client_id or an id_token_hint issued to it), as
+        OpenID Connect RP-Initiated Logout requires."""
+        post_logout_redirect_uri = query.get("post_logout_redirect_uri", "")
+        if not self._logout_names_client(query):
+            return None
         target = urlsplit(post_logout_redirect_uri)
         for uri in self.redirect_uris:
             registered = urlsplit(uri)
             if (target.scheme, target.netloc) == (registered.scheme, registered.netloc):
                 return post_logout_redirect_uri
         return None
+
+    def _logout_names_client(self, query: dict[str, str]) -> bool:
+        if query.get("client_id", self.client_id) != self.client_id:
+            return False
+        hint = query.get("id_token_hint")
+        if hint:
+            try:
+                # Expired hints are fine for logout; the signature must be ours.
+                jwt.decode(
+                    hint, self.signing_key.public_key(), algorithms=["RS256"], audience=self.client_id,
+                    options={"verify_exp": False},
+                )  # fmt: skip
+            except jwt.InvalidTokenError:
+                return False
+            return True
+        return "client_id" in query
 
 
 def _error(code: str, description: str) -> dict[str, str]:
@@ -437,7 +464,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "oauth2/v2.0/authorize":
             self._authorize_page(query)
         elif path == "oauth2/v2.0/logout":
-            target = self.provider.logout_target(query.get("post_logout_redirect_uri", ""))
+            target = self.provider.logout_target(query)
             if target:
                 self._redirect(target)
             else:

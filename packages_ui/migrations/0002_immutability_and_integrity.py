@@ -90,7 +90,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='packagefile',
             name='problem',
-            field=models.CharField(blank=True, choices=[('', 'None'), ('changed', 'Bytes on the share differ from what was published'), ('missing', 'Missing from the share')], default='', max_length=16),
+            field=models.CharField(blank=True, choices=[('', 'None'), ('changed', 'Changed on the share'), ('missing', 'Missing from the share')], default='', max_length=16),
         ),
         migrations.AddField(
             model_name='packagefile',

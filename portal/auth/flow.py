@@ -100,10 +100,11 @@ def sign_in_start(request: HttpRequest, *, next_url: str | None) -> str:
     return flow["auth_uri"]
 
 
-def sign_in_complete(request: HttpRequest) -> tuple[AbstractBaseUser, str]:
+def sign_in_complete(request: HttpRequest) -> tuple[AbstractBaseUser, str, str]:
     """Redeem the callback's code, validate the id_token and sync the user.
 
-    Returns (user, where to go next). The flow is popped first, so a callback works once."""
+    Returns (user, where to go next, the id_token for sign-out's id_token_hint). The flow is
+    popped first, so a callback works once."""
     flow = request.session.pop(FLOW_SESSION_KEY, None)
     next_url = request.session.pop(NEXT_SESSION_KEY, None) or reverse(settings.LOGIN_REDIRECT_URL)
     if not flow:
@@ -149,16 +150,25 @@ def sign_in_complete(request: HttpRequest) -> tuple[AbstractBaseUser, str]:
             "Ask an administrator to assign only the portal's groups to the application.",
             oid=claims.get("oid"),
         ) from exc
-    return user, next_url
+    return user, next_url, result["id_token"]
 
 
-def end_session_url() -> str | None:
-    """The provider's end-session URL (signing out of Entra too), or None if unknown."""
+def end_session_url(*, id_token_hint: str | None) -> str | None:
+    """The provider's end-session URL (signing out of Entra too), or None if unknown.
+
+    client_id and id_token_hint let any OpenID provider check post_logout_redirect_uri and send
+    the user back (RP-Initiated Logout 1.0); Entra accepts them too."""
     try:
         endpoint = tokens.provider_metadata().get("end_session_endpoint")
     except tokens.ProviderUnavailable:
         return None
     if not endpoint:
         return None
-    query = urlencode({"post_logout_redirect_uri": settings.ENTRA_POST_LOGOUT_REDIRECT_URI})
+    params = {
+        "client_id": settings.ENTRA_CLIENT_ID,
+        "post_logout_redirect_uri": settings.ENTRA_POST_LOGOUT_REDIRECT_URI,
+    }
+    if id_token_hint:
+        params["id_token_hint"] = id_token_hint
+    query = urlencode(params)
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"

@@ -15,6 +15,8 @@ from portal.audit import audit_record
 from portal.auth import flow
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+# The id_token of this session's sign-in, sent back as id_token_hint when signing out.
+ID_TOKEN_SESSION_KEY = "entra_id_token"
 
 
 @never_cache
@@ -39,10 +41,11 @@ def sign_in(request: HttpRequest) -> HttpResponse:
 @require_GET
 def callback(request: HttpRequest) -> HttpResponse:
     try:
-        user, next_url = flow.sign_in_complete(request)
+        user, next_url, id_token = flow.sign_in_complete(request)
     except flow.SignInError as exc:
         return _failed(request, exc)
     login(request, user, backend=MODEL_BACKEND)  # rotates the session key
+    request.session[ID_TOKEN_SESSION_KEY] = id_token
     audit_record(action="auth.signed_in", actor=user, obj=user, request=request)
     return redirect(next_url)
 
@@ -51,8 +54,9 @@ def callback(request: HttpRequest) -> HttpResponse:
 def sign_out(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         audit_record(action="auth.signed_out", obj=request.user, request=request)
+    id_token = request.session.get(ID_TOKEN_SESSION_KEY)
     logout(request)
-    return redirect(flow.end_session_url() or "signed_out")
+    return redirect(flow.end_session_url(id_token_hint=id_token) or "signed_out")
 
 
 @never_cache

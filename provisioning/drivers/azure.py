@@ -51,6 +51,7 @@ from azure.storage.fileshare import ShareClient, ShareServiceClient
 from django.conf import settings
 
 from provisioning.azure_settings import azure_setting_problems, share_quota_gib, storage_kind
+from provisioning.certs import CertificateStatus, inspect_certificate
 from provisioning.drivers.base import (
     ContainerStatus,
     DeployStep,
@@ -69,7 +70,7 @@ from provisioning.spec import (
     ConfigFile,
     IndexSpec,
     Placement,
-    render_caddyfile,
+    index_caddyfile,
 )
 
 T = TypeVar("T")
@@ -388,6 +389,10 @@ class AzureDriver(Driver):
                 lambda: self._wait_running(spec, seen.pop("group", None)),
                 rerun=True,
             ),
+            # Ready means clients can connect: Caddy holds a certificate from the ACME CA.
+            DeployStep(
+                "certificate", "Wait for the HTTPS certificate", lambda: self._wait_certificate(spec), rerun=True
+            ),
         ]
 
     def teardown_steps(self, spec: IndexSpec) -> list[DeployStep]:
@@ -496,7 +501,7 @@ class AzureDriver(Driver):
         self.write_config(dataclasses.replace(spec, config_files=tuple(files)))
 
     def _caddyfile(self, spec: IndexSpec) -> bytes:
-        return render_caddyfile(self.settled_placement(spec)).encode()
+        return index_caddyfile(self.settled_placement(spec)).encode()
 
     def _write_caddyfile(self, spec: IndexSpec, seen: dict[str, aci.ContainerGroup]) -> None:
         """The Caddyfile for the FQDN Azure gave. Caddy reads it when it starts, so a group that
@@ -765,25 +770,12 @@ class AzureDriver(Driver):
             time.sleep(settings.AZURE_POLLING_INTERVAL_SECONDS)
 
     def _log_tails(self, spec: IndexSpec) -> str:
-        """The last AZURE_LOG_TAIL_LINES of each container's log (the ACI logs API), or ''.
+        """The last AZURE_LOG_TAIL_LINES of each container's log (the ACI logs API).
         https://learn.microsoft.com/en-us/azure/container-instances/container-instances-get-logs"""
-        names = self._names(spec)
-        parts = []
-        for container in spec.containers:
-            try:
-                logs = self.containers.containers.list_logs(
-                    names["resource_group"],
-                    names["container_group"],
-                    container.name,
-                    tail=settings.AZURE_LOG_TAIL_LINES,
-                )
-            except AzureError as exc:
-                parts.append(f"{container.name} log unavailable: {_azure_message(exc)}")
-                continue
-            content = (logs.content or "").strip()
-            if content:
-                parts.append(f"{container.name} log (last lines):\n{content}")
-        return "".join(f"\n{part}" for part in parts)
+        return "".join(
+            f"\n{c.name} log (last lines):\n{self.container_log_tail(spec, c.name, settings.AZURE_LOG_TAIL_LINES)}"
+            for c in spec.containers
+        )
 
     def _delete_container_group(self, spec: IndexSpec) -> None:
         names = self._names(spec)
@@ -840,11 +832,57 @@ class AzureDriver(Driver):
         if left:
             raise DriverError("Still present in Azure: " + ", ".join(left) + ".", permanent=False)
 
+    # --- certificates
+    def ca_certificate_pem(self, spec: IndexSpec) -> str | None:
+        """The ACME issuer roots clients must trust (ACME_ISSUER_ROOTS), or None for Let's
+        Encrypt production, which every client trusts already."""
+        roots = settings.ACME_ISSUER_ROOTS
+        if not roots:
+            return None
+        try:
+            with open(roots, encoding="ascii") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise DriverError(f"Cannot read ACME_ISSUER_ROOTS {roots}: {exc.strerror}.", permanent=True) from exc
+
+    def _wait_certificate(self, spec: IndexSpec) -> None:
+        """Until the FQDN serves a certificate that chains to the ACME issuer's roots and names
+        the host; on timeout a retryable failure with the end of Caddy's log."""
+        roots = self.ca_certificate_pem(spec)
+        host = self.settled_placement(spec).hostname  # the FQDN Azure gave
+        deadline = time.monotonic() + settings.ACME_CERTIFICATE_TIMEOUT_SECONDS
+        while True:
+            result = inspect_certificate(
+                host, spec.placement.https_port, ca_pem=roots, timeout=settings.CERT_CHECK_TIMEOUT_SECONDS
+            )
+            if result.status in (CertificateStatus.VALID, CertificateStatus.EXPIRING):
+                return
+            if time.monotonic() > deadline:
+                raise DriverError(
+                    f"No valid certificate for {host} after "
+                    f"{settings.ACME_CERTIFICATE_TIMEOUT_SECONDS:g} s ({result.reason}) from "
+                    f"{settings.ACME_DIRECTORY_URL}. Caddy's log ends with:\n{self.container_log_tail(spec, 'caddy')}",
+                    permanent=False,
+                )
+            time.sleep(min(2.0, max(0.2, settings.AZURE_POLLING_INTERVAL_SECONDS)))
+
+    def container_log_tail(self, spec: IndexSpec, container: str, lines: int = 20) -> str:
+        """The last `lines` lines a container wrote (the ACI logs API), or why they cannot be read."""
+        names = self._names(spec)
+        try:
+            logs = self.containers.containers.list_logs(
+                names["resource_group"], names["container_group"], container, tail=lines
+            )
+        except AzureError as exc:
+            return f"(the log cannot be read: {_azure_message(exc)})"
+        return (logs.content or "").rstrip() or "(empty)"
+
     # --- running indexes
     def restart(self, spec: IndexSpec) -> None:
         """Restart every container of the group (Caddy keeps its certificates on caddy-certs)
-        and return once they all run again. Raises DriverError."""
+        and return once they all run again and the FQDN serves a valid certificate. Raises DriverError."""
         self._restart_and_confirm(spec)
+        self._wait_certificate(spec)  # the index answers HTTPS again, with its certificate
 
     def _restart_and_confirm(self, spec: IndexSpec) -> None:
         """POST restart, then wait for evidence it happened: a restart is asynchronous and the

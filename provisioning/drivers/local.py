@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 TEMP_PREFIX = ".upload-"
 CHUNK = 1024 * 1024
 CA_PATH = "caddy/pki/authorities/local/root.crt"  # inside the certs share (Caddy's data dir)
+# The only variables of the worker's environment an index process inherits (plus its container's).
+CHILD_ENV_NAMES = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+CHILD_ENV_PREFIXES = ("LC_",)
 
 # Popen objects of children started by this process, kept so they can be reaped (no zombies).
 _children: dict[int, subprocess.Popen] = {}
@@ -205,7 +208,9 @@ class LocalDriver(Driver):
 
         program, *args = container.command
         argv = [str(self.bin_dir / program), *(local(a) for a in args)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DATABASE", "SECRET"))}
+        # An allow-list, not a deny-list: the portal's secrets (ENTRA_*, AZURE_*, SECRET_KEY,
+        # DATABASE_URL, ...) never reach an index process, whatever new ones are added later.
+        env = {k: v for k, v in os.environ.items() if k in CHILD_ENV_NAMES or k.startswith(CHILD_ENV_PREFIXES)}
         env.update({k: local(v) for k, v in container.environment})
         return argv, env
 

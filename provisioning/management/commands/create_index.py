@@ -1,4 +1,4 @@
-"""Request an index from a script: `manage.py create_index --team data --name ml --wait --json`."""
+"""Request an index from a script: `manage.py create_index --team data-platform --name ml --wait --json`."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ class Command(BaseCommand):
         else:
             team = Team.objects.filter(slug=options["team"]).first()
             if team is None:
-                raise CommandError(f"No team {options['team']!r} (use --create-team to create it).")
+                slugs = ", ".join(Team.objects.values_list("slug", flat=True)) or "none yet"
+                raise CommandError(f"No team {options['team']!r} (teams: {slugs}; --create-team creates it).")
         user, _ = get_user_model().objects.get_or_create(username=options["requested_by"])
         try:
             index = services.index_request(team=team, name=options["name"], size=options["size"], requested_by=user)
