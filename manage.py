@@ -11,4 +11,14 @@ if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from portal.dependencies import outage_message
+
+    try:
+        execute_from_command_line(sys.argv)
+    except Exception as exc:
+        # PostgreSQL or Redis out of reach: one line saying which, not a traceback.
+        message = outage_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)

@@ -233,7 +233,7 @@ def main() -> int:
         *sign_in_children,
         Child("worker", [PYTHON, "manage.py", "rqworker", "provisioning", "packages", "default", "--with-scheduler"]),
         # Exactly one periodic scheduler: certificate checks and the reconcile.
-        Child("scheduler", [PYTHON, "manage.py", "rqcron", "provisioning.cron"]),
+        Child("scheduler", [PYTHON, "manage.py", "scheduler", "provisioning.cron"]),
         Child("web", [PYTHON, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"], port=web_port),
     ]
     try:

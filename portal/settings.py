@@ -82,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.HtmxMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
+    "portal.middleware.DependencyOutageMiddleware",
 ]
 
 if not DEBUG:
@@ -114,6 +115,10 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+# Pages and commands fail in seconds, with a message, when PostgreSQL does not answer.
+DATABASE_CONNECT_TIMEOUT_SECONDS = env_int("DATABASE_CONNECT_TIMEOUT_SECONDS", 5)
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT_SECONDS)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS: list[dict] = []
@@ -149,11 +154,24 @@ CONTENT_SECURITY_POLICY = env_str(
 
 # --- Redis and RQ.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# A Redis that is down or hung costs a page or command this long, not forever (RQ's workers
+# raise the read timeout above their blocking dequeue themselves).
+REDIS_TIMEOUT_SECONDS = env_float("REDIS_TIMEOUT_SECONDS", 5.0)
+
+
+def _with_redis_timeouts(url: str) -> str:
+    if "socket_timeout" in url:
+        return url
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}socket_connect_timeout={REDIS_TIMEOUT_SECONDS}&socket_timeout={2 * REDIS_TIMEOUT_SECONDS}"
+
+
 RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
+    name: {"URL": _with_redis_timeouts(REDIS_URL), "DEFAULT_TIMEOUT": timeout}
     for name, timeout in (("provisioning", 1800), ("packages", 3600), ("default", 600))
 }
-RQ = {"COMMIT_MODE": "on_db_commit"}
+# PortalWorker heartbeats jobs every 10 s and rides out Redis restarts (portal/workers.py).
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "portal.workers.PortalWorker"}
 RQ_SHOW_ADMIN_LINK = True
 
 # --- Provisioning.
@@ -174,12 +192,17 @@ PYPISERVER_IMAGE = env_str("PYPISERVER_IMAGE", "docker.io/pypiserver/pypiserver:
 # How long provisioning waits for the index to answer its health check.
 INDEX_HEALTH_TIMEOUT_SECONDS = env_float("INDEX_HEALTH_TIMEOUT_SECONDS", 30.0)
 # The per-index job lock expires this long after a worker dies (a heartbeat renews it while alive).
-INDEX_LOCK_TTL_SECONDS = env_float("INDEX_LOCK_TTL_SECONDS", 60.0)
-# How often the scheduler re-enqueues stuck indexes and brings vanished ones back (cron syntax).
-RECONCILE_CRON = env_str("RECONCILE_CRON", "*/5 * * * *")
+INDEX_LOCK_TTL_SECONDS = env_float("INDEX_LOCK_TTL_SECONDS", 30.0)
+# How often the scheduler re-enqueues indexes whose worker died, and brings vanished ones back.
+# With the 30 s heartbeat limit this keeps a killed worker's index waiting at most ~1 minute.
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 15)
+# Tests only: a folder of pause files that hold a step at a named point (provisioning/pause.py).
+STEP_PAUSE_DIR = env_str("STEP_PAUSE_DIR")
 
 # Local driver: pypiserver and Caddy as child processes, three folders standing for the shares.
 LOCAL_DRIVER_DATA_DIR = Path(env_str("LOCAL_DRIVER_DATA_DIR", str(VAR_DIR / "indexes")))
+# Keep it below the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range, usually
+# 32768-60999): there a connect to a closed port can succeed by connecting to itself.
 LOCAL_DRIVER_PORT_RANGE = env_str("LOCAL_DRIVER_PORT_RANGE", "20000-20999")
 LOCAL_DRIVER_BIN_DIR = Path(env_str("LOCAL_DRIVER_BIN_DIR", str(Path(sys.executable).parent)))
 
@@ -214,7 +237,7 @@ CERT_CHECK_CONCURRENCY = env_int("CERT_CHECK_CONCURRENCY", 32)
 CERT_CHECK_TIMEOUT_SECONDS = env_float("CERT_CHECK_TIMEOUT_SECONDS", 5.0)
 # Checks kept per index (older ones are deleted).
 CERT_CHECK_HISTORY = env_int("CERT_CHECK_HISTORY", 20)
-# When `manage.py rqcron provisioning.cron` runs the fleet check (cron syntax, UTC).
+# When `manage.py scheduler provisioning.cron` runs the fleet check (cron syntax, UTC).
 CERT_CHECK_CRON = env_str("CERT_CHECK_CRON", "*/30 * * * *")
 DASHBOARD_PAGE_SIZE = env_int("DASHBOARD_PAGE_SIZE", 50)
 # Price table for the monthly estimate (pay-as-you-go list prices; set your region's and

@@ -6,4 +6,4 @@ class ProvisioningConfig(AppConfig):
     verbose_name = "Provisioning"
 
     def ready(self) -> None:
-        from provisioning import azure_settings  # noqa: F401 - registers the Azure settings check
+        from provisioning import azure_settings, system_checks  # noqa: F401 - they register the checks

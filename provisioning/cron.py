@@ -1,8 +1,9 @@
 """Periodic jobs, run by exactly one scheduler process:
 
-    python manage.py rqcron provisioning.cron
+    python manage.py scheduler provisioning.cron
 
-(RQ's CronScheduler via django-rq). It only enqueues; the workers run the jobs.
+(RQ's CronScheduler via django-rq, started again after a Redis outage: portal/workers.py).
+It only enqueues; the workers run the jobs.
 Two schedulers would enqueue every job twice, so docker-compose.yml starts one `cron` service.
 """
 
@@ -24,12 +25,13 @@ cron.register(
     name="certificate-fleet-check",
 )
 
-# The database is the source of truth: indexes stuck in a working state with no live job get it
-# back, and ready indexes whose processes or containers are gone are brought back up.
+# The database is the source of truth: indexes stuck in a working state with no live job (or one
+# whose worker died) get it back, and ready indexes whose processes or containers are gone are
+# brought back up. Every few seconds, so a killed worker costs about a minute (issue 14).
 cron.register(
     jobs.reconcile_indexes,
     queue_name="provisioning",
-    cron=settings.RECONCILE_CRON,
+    interval=settings.RECONCILE_INTERVAL_SECONDS,
     job_timeout=600,
     result_ttl=3600,
     name="reconcile-indexes",

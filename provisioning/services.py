@@ -26,11 +26,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from portal.audit import audit_record
-from portal.queueing import LIVE_JOB_STATES, enqueue_after_commit
+from portal.queueing import enqueue_after_commit, job_is_live, job_lost_its_worker
 from provisioning.drivers.base import DeployStep, DriverError, get_driver
 from provisioning.index_server import hash_token, verify_token
 from provisioning.models import (
@@ -42,6 +44,7 @@ from provisioning.models import (
     validate_entra_group_id,
     validate_index_name,
 )
+from provisioning.pause import pause_point
 from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, IndexSpec, Placement, build_index_spec
 
 logger = logging.getLogger(__name__)
@@ -100,16 +103,46 @@ def _enqueue(index: PrivateIndex, operation: str) -> None:
     )  # fmt: skip
 
 
-def has_live_job(index: PrivateIndex) -> bool:
+def _index_jobs(index: PrivateIndex) -> Iterator[Job]:
     connection = django_rq.get_connection(QUEUE)
     for operation in Op.values:
         try:
-            job = Job.fetch(f"index-{index.pk}-{operation}", connection=connection)
+            yield Job.fetch(f"index-{index.pk}-{operation}", connection=connection)
         except NoSuchJobError:
             continue
-        if job.get_status(refresh=True) in LIVE_JOB_STATES:
-            return True
-    return False
+
+
+def has_live_job(index: PrivateIndex) -> bool:
+    """A job is queued for the index, or running on a worker that still heartbeats."""
+    return any(job_is_live(job) for job in _index_jobs(index))
+
+
+def _notice_key(index_id: int) -> str:
+    return f"index:{index_id}:resuming"
+
+
+RESUMING_NOTICE = "Resuming after a worker stopped"
+
+
+def index_resume_notice(index: PrivateIndex) -> str:
+    """What the index page says while an index waits for its work to resume after its worker
+    died (killed, out of memory, redeployed), instead of spinning silently; "" otherwise."""
+    if not index.is_active:
+        return ""
+    try:
+        notice = django_rq.get_connection(QUEUE).get(_notice_key(index.pk))
+        if notice:
+            return notice.decode()
+        if any(job_lost_its_worker(job) for job in _index_jobs(index)):
+            return f"{RESUMING_NOTICE}: its work continues within a minute."
+    except (RedisConnectionError, RedisTimeoutError):
+        return "The portal cannot reach Redis: work on this index continues once it is back."
+    return ""
+
+
+def _interrupted(index: PrivateIndex, operation: str) -> bool:
+    """A step of `operation` was running when its worker died: resume from it."""
+    return index.steps.filter(operation=operation, state=ProvisioningStep.State.RUNNING).exists()
 
 
 @contextlib.contextmanager
@@ -125,6 +158,7 @@ def index_lock(index_id: int) -> Iterator[None]:
     )
     if not lock.acquire():
         raise RuntimeError(f"Index {index_id} stayed locked for {JOB_TIMEOUT} s.")
+    connection = lock.redis
     stop = threading.Event()
 
     def heartbeat() -> None:
@@ -139,6 +173,8 @@ def index_lock(index_id: int) -> Iterator[None]:
     finally:
         stop.set()
         beat.join()
+        with contextlib.suppress(Exception):
+            connection.delete(_notice_key(index_id))  # the work ran: no longer "resuming"
         with contextlib.suppress(Exception):
             lock.release()
 
@@ -156,6 +192,10 @@ def index_request(
         raise ValidationError({"size": "Choose one of the offered sizes."})
     if PrivateIndex.objects.holding_name(name).exists():
         raise ValidationError({"name": f"An index named {name} already exists."})
+    if not settings.INDEX_APPROVAL_REQUIRED:
+        # Redis down: fail before anything is recorded. (Should it go down between here and the
+        # commit, the index stays "requested" and the next reconcile queues it.)
+        django_rq.get_connection(QUEUE).ping()
     try:
         with transaction.atomic():
             index = PrivateIndex.objects.create(name=name, team=team, size=size, requested_by=requested_by)
@@ -256,6 +296,7 @@ def _run_steps(index: PrivateIndex, operation: str, steps: list[DeployStep], *, 
         row.state, row.started_at, row.finished_at, row.error = ProvisioningStep.State.RUNNING, timezone.now(), None, ""
         row.attempts += 1
         row.save()
+        pause_point(f"{index.pk}-{operation}-{step.name}")
         try:
             step.run()
         except DriverError as exc:
@@ -303,7 +344,7 @@ def index_provision_perform(index_id: int) -> None:
         if index.state != IndexState.PROVISIONING:
             logger.info("Index %s is %s; nothing to provision.", index_id, index.state)
             return
-        resume = index.failed_operation == Op.PROVISION
+        resume = index.failed_operation == Op.PROVISION or _interrupted(index, Op.PROVISION)
         driver = get_driver()
         try:
             placement = driver.reserve(index_id=index.pk, name=index.name, previous=index.deployment or None)
@@ -355,7 +396,7 @@ def index_teardown_perform(index_id: int) -> None:
         if index.state != IndexState.DELETING:
             return
         if index.deployment:
-            resume = index.failed_operation == Op.TEARDOWN
+            resume = index.failed_operation == Op.TEARDOWN or _interrupted(index, Op.TEARDOWN)
             try:
                 _run_steps(index, Op.TEARDOWN, get_driver().teardown_steps(index_spec(index)), resume=resume)
             except StepFailed as failure:
@@ -381,19 +422,35 @@ def index_reconcile() -> dict[str, int]:
         IndexState.RESTARTING: Op.RESTART,
         IndexState.DELETING: Op.TEARDOWN,
     }
+    connection = django_rq.get_connection(QUEUE)
     for index in PrivateIndex.objects.filter(state__in=list(operation_for)).select_related("team"):
-        if not has_live_job(index):
-            _enqueue(index, operation_for[index.state])
-            counts["requeued"] += 1
+        jobs = list(_index_jobs(index))
+        if any(job_is_live(job) for job in jobs):
+            continue
+        # A step left running means its worker died mid-way (silent, or already failed by RQ as
+        # abandoned or as a lost work-horse): say so on the page until the work resumes.
+        running = index.steps.filter(state=ProvisioningStep.State.RUNNING).values_list("label", flat=True).first()
+        if running or any(job_lost_its_worker(job) for job in jobs):
+            notice = f"{RESUMING_NOTICE}" + (f", from “{running}”." if running else ".")
+            connection.set(_notice_key(index.pk), notice, ex=JOB_TIMEOUT)
+            logger.warning("Index %s lost its worker; queueing its %s again.", index.name, index.state)
+        _enqueue(index, operation_for[index.state])
+        counts["requeued"] += 1
+    # A ready index whose processes died is brought back, and checked at once so the dashboard
+    # shows the revival (or the death, when it cannot come back) now, not at the next fleet check.
+    from provisioning.checks import index_check_enqueue  # checks imports this module
+
     driver = get_driver()
     for index in PrivateIndex.objects.filter(state=IndexState.READY).select_related("team"):
         try:
             if driver.ensure_running(index_spec(index)):
                 counts["revived"] += 1
                 audit_record(action="index.revived", obj=index)
+                index_check_enqueue(index=index)
         except DriverError as exc:
             counts["errors"] += 1
             logger.warning("Could not bring index %s back: %s", index.name, exc)
+            index_check_enqueue(index=index)
     return counts
 
 

@@ -56,6 +56,7 @@ def index_detail(request: HttpRequest, index_id: int) -> HttpResponse:
     context = {
         "index": index,
         "steps": index.steps.all(),
+        "resume_notice": services.index_resume_notice(index),
         "can_manage": index.can_manage(request.user),
         "can_publish": index.can_publish(request.user),
     }

@@ -16,6 +16,7 @@ from django.test import Client
 from rq import SimpleWorker
 
 from provisioning.drivers import base as driver_base
+from provisioning.drivers import local_processes
 from provisioning.models import ADMIN_GROUP, Membership, PrivateIndex, Team
 
 # Modules of fixtures contributed per feature (registered here so every test can use them).
@@ -63,6 +64,8 @@ def _local_driver_in_tmp(settings, tmp_path: Path) -> Iterator[Path]:
     for pidfile in data_dir.glob("*/run/*.pid"):
         with contextlib.suppress(ValueError, OSError, ProcessLookupError):
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+    # Also those no pid file records (started by a worker a test killed): found by command line.
+    local_processes.stop([p.pid for p in local_processes.processes_under(data_dir)], grace=0)
     driver_base._driver_for.cache_clear()
 
 

@@ -96,15 +96,15 @@ def test_check_now_queues_one_check_job_per_index(
 
 def test_the_cron_config_schedules_the_fleet_check_the_reconcile_and_the_integrity_check_once_each(settings):
     settings.CERT_CHECK_CRON = "*/30 * * * *"
-    settings.RECONCILE_CRON = "*/5 * * * *"
+    settings.RECONCILE_INTERVAL_SECONDS = 15
     settings.PACKAGES_INTEGRITY_CRON = "17 * * * *"
     scheduler = CronScheduler(connection=django_rq.get_connection("default"))
     scheduler.load_config_from_file("provisioning.cron")
     jobs = scheduler.get_jobs()
-    assert [(j.func_name, j.queue_name, j.cron) for j in jobs] == [
-        ("provisioning.check_jobs.check_fleet", "default", "*/30 * * * *"),
-        ("provisioning.jobs.reconcile_indexes", "provisioning", "*/5 * * * *"),
-        ("packages_ui.jobs.check_fleet_integrity", "packages", "17 * * * *"),
+    assert [(j.func_name, j.queue_name, j.cron, j.interval) for j in jobs] == [
+        ("provisioning.check_jobs.check_fleet", "default", "*/30 * * * *", None),
+        ("provisioning.jobs.reconcile_indexes", "provisioning", None, 15),
+        ("packages_ui.jobs.check_fleet_integrity", "packages", "17 * * * *", None),
     ]
 
 

@@ -33,7 +33,8 @@ def checked_index(team, lead, *, name: str, state: str, minutes_ago: int = 7, pa
 def add_files(index: PrivateIndex, count: int) -> None:
     for n in range(count):
         PackageFile.objects.create(index=index, project=f"p{n}", version="1.0", filename=f"p{n}-1.0-py3-none-any.whl",
-                                   kind="wheel", size=1000, sha256="0" * 64, state="live")  # fmt: skip
+                                   identity=f"wheel:p{n}:1::py3-none-any", kind="wheel", size=1000,
+                                   sha256="0" * 64, state="live")  # fmt: skip
 
 
 def test_dashboard_says_when_each_certificate_was_checked(portal_admin_client, team, lead):

@@ -5,10 +5,13 @@ is in test_packages_e2e.py."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import io
 import json
+import os
+import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
@@ -524,3 +527,45 @@ def test_a_failed_refresh_keeps_the_index_ready_and_serving_what_it_served(shelf
     shelf_index.refresh_from_db()
     assert shelf_index.state == "ready"
     assert AuditEvent.objects.filter(action="packages.refresh_failed").count() == 1
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path):
+    """The folder cannot be written: immutable as root (chmod does not stop root), else read-only."""
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+            pytest.skip("chattr +i does not work on this file system")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+
+
+def test_a_package_share_that_cannot_be_written_gives_a_per_file_message_not_a_500(
+    team, lead, publisher_client, tmp_path
+) -> None:
+    index = PrivateIndex.objects.create(name="frozen", team=team, requested_by=lead, state="ready")
+    index.deployment = Placement(
+        hostname="localhost", https_port=1, http_port=2, server_port=3, tls="internal"
+    ).as_dict()
+    index.save()
+    folder = get_driver().share_dir(index_spec(index), SHARE_PACKAGES)
+    folder.mkdir(parents=True)
+    wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
+
+    with unwritable(folder):
+        response = upload(publisher_client, index, wheel.read_bytes(), wheel.name)
+        with open(wheel, "rb") as handle:
+            form = publisher_client.post(f"/indexes/{index.pk}/packages/upload/", {"files": [handle]}, follow=True)
+
+    for page in (html.unescape(response.content.decode()), html.unescape(form.content.decode())):
+        assert wheel.name in page and "share cannot be written" in page
+    assert response.status_code == 400 and form.status_code == 200
+    assert not PackageFile.objects.exists()
+    assert list(folder.iterdir()) == []

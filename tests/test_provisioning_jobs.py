@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 
 import django_rq
 import pytest
 from django.urls import reverse
+from django.utils import timezone
+from rq.job import Job, JobStatus
 
+from portal.queueing import HEARTBEAT_MISSED_AFTER_SECONDS, queue_now
 from provisioning import services
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
@@ -191,3 +195,63 @@ def test_a_second_job_for_the_same_index_is_not_queued_while_one_waits(lead, tea
     with django_capture_on_commit_callbacks(execute=True):
         services._enqueue(index, "provision")
     assert django_rq.get_queue("provisioning").job_ids == [f"index-{index.pk}-provision"]
+
+
+def test_a_revival_or_a_death_reaches_the_dashboard_at_the_next_reconcile_not_the_next_fleet_check(
+    ready_index, run_jobs, django_capture_on_commit_callbacks
+):
+    driver, spec = get_driver(), services.index_spec(ready_index)
+    driver.halt(spec)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.index_reconcile()["revived"] == 1
+    run_jobs("default")
+    assert ready_index.certificate_checks.first().container_state == "running"
+
+    driver.halt(spec)
+    with socket.socket() as squatter:  # Caddy cannot come back: the death shows instead
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the check's connections linger
+        squatter.bind(("127.0.0.1", spec.placement.https_port))
+        squatter.listen()
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.index_reconcile()["errors"] == 1
+        run_jobs("default")
+    assert ready_index.certificate_checks.first().container_state != "running"
+    assert ready_index.certificate_checks.count() == 2
+
+
+def test_a_started_job_whose_worker_stopped_heartbeating_is_not_alive_and_is_queued_again(
+    lead, team, lead_client, django_capture_on_commit_callbacks
+):
+    index = PrivateIndex.objects.create(name="orphaned", team=team, requested_by=lead, state="provisioning")
+    queue = queue_now("provisioning")
+    job = queue.enqueue("provisioning.jobs.provision_index", index.pk, job_id=f"index-{index.pk}-provision")
+    queue.remove(job)
+    # What a SIGKILLed worker leaves: "started", its last heartbeat long ago.
+    job.worker_name = "killed-worker"
+    job.last_heartbeat = timezone.now() - timedelta(seconds=HEARTBEAT_MISSED_AFTER_SECONDS + 5)
+    job.save()
+    job.set_status(JobStatus.STARTED)
+    assert not services.has_live_job(index)
+    assert "Resuming after a worker stopped" in lead_client.get(index.get_absolute_url()).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.index_reconcile()["requeued"] == 1
+    assert queue.job_ids == [job.id]
+    assert Job.fetch(job.id, connection=queue.connection).get_status() == JobStatus.QUEUED
+    assert "Resuming after a worker stopped" in lead_client.get(index.get_absolute_url()).content.decode()
+
+
+def test_requesting_an_index_while_redis_is_down_answers_503_in_one_line_and_records_nothing(
+    lead_client, team, monkeypatch
+):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setitem(
+        django_rq.settings.QUEUES, "provisioning", {"URL": f"redis://127.0.0.1:{closed}/0?socket_connect_timeout=2"}
+    )
+    response = lead_client.post(reverse("index_new"), {"name": "no-redis", "team": team.pk, "size": "small"})
+    assert response.status_code == 503
+    assert response.content.decode().strip().startswith("Cannot reach Redis at ")
+    assert len(response.content.decode().strip().splitlines()) == 1
+    assert not PrivateIndex.objects.filter(name="no-redis").exists()

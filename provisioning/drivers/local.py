@@ -1,21 +1,21 @@
-"""The local driver: each index is Caddy and the index server, as processes on this machine.
+"""The local driver: each index's containers (Caddy and the index server) as processes on this machine.
 
-The three shares are three folders under LOCAL_DRIVER_DATA_DIR/<id>-<name>/. Process ids live in
-pid files there (the driver's own state, like a container group's in Azure), so any worker can
-stop, restart or bring back an index that another process started. Every process is started in
-its own session and stopped by its process group, after checking that the pid still belongs to
-this index (pids get reused).
+The three shares are three folders under LOCAL_DRIVER_DATA_DIR/<id>-<name>/. The driver finds an
+index's processes by their command lines, which name paths inside that folder (local_processes),
+so any worker can stop, restart or bring back an index that another process started, including
+a process whose starter was killed before it could record it. Pid files are kept as a record for
+people. Every process is started in its own session and stopped by its process group.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import ssl
 import stat
@@ -30,6 +30,7 @@ from typing import IO
 
 from django.conf import settings
 
+from provisioning.drivers import local_processes
 from provisioning.drivers.base import (
     ContainerStatus,
     DeployStep,
@@ -39,6 +40,7 @@ from provisioning.drivers.base import (
     ShareFile,
     check_share_path,
 )
+from provisioning.pause import pause_point
 from provisioning.spec import SHARE_CERTS, ContainerSpec, IndexSpec, Placement
 
 logger = logging.getLogger(__name__)
@@ -140,9 +142,7 @@ class LocalDriver(Driver):
         return [
             DeployStep("shares", "Create the three shares", lambda: self._create_shares(spec)),
             DeployStep("config", "Write the Caddy and index server configuration", lambda: self.write_config(spec)),
-            DeployStep(
-                "pypiserver", "Start the index server (pypiserver)", lambda: self._start_server(spec), rerun=True
-            ),
+            DeployStep("pypiserver", "Start the index server", lambda: self._start_servers(spec), rerun=True),
             DeployStep("caddy", "Start Caddy with HTTPS", lambda: self._start_caddy(spec), rerun=True),
             DeployStep("health", "Check the index answers over HTTPS", lambda: self._wait_healthy(spec), rerun=True),
         ]
@@ -160,41 +160,60 @@ class LocalDriver(Driver):
         for sub in ("run", "logs"):
             (self._dir(spec) / sub).mkdir(parents=True, exist_ok=True)
 
-    def _start_server(self, spec: IndexSpec) -> None:
-        self._ensure_process(spec, spec.container("pypiserver"))
-        self._wait_tcp(spec.placement.server_port)
+    def _start_servers(self, spec: IndexSpec) -> None:
+        """The containers behind the public ports (the index server), each answering on its port."""
+        for container in spec.containers:
+            if not set(container.ports) & set(spec.public_ports):
+                self._ensure_process(spec, container)
 
     def _start_caddy(self, spec: IndexSpec) -> None:
-        self._ensure_process(spec, spec.container("caddy"))
-        self._wait_tcp(spec.placement.https_port)
+        """The containers on the public ports (Caddy)."""
+        for container in spec.containers:
+            if set(container.ports) & set(spec.public_ports):
+                self._ensure_process(spec, container)
 
     def _remove_dir(self, spec: IndexSpec) -> None:
         shutil.rmtree(self._dir(spec), ignore_errors=True)
 
     def _confirm_gone(self, spec: IndexSpec) -> None:
-        left = [c.name for c in spec.containers if self._live_pid(spec, c.name)]
+        left = [f"pid {p.pid} ({p.command[:80]})" for p in local_processes.processes_under(self._dir(spec))]
         if left or self._dir(spec).exists():
-            raise DriverError(f"Teardown left something behind: {left or self._dir(spec)}")
+            raise DriverError(f"Teardown left something behind: {', '.join(left) or self._dir(spec)}")
 
-    # --- processes
+    # --- processes (found through /proc: local_processes)
     def _pidfile(self, spec: IndexSpec, name: str) -> Path:
         return self._dir(spec) / "run" / f"{name}.pid"
 
-    def _live_pid(self, spec: IndexSpec, name: str) -> int | None:
-        """The pid from the pid file if that process is alive and still one of this index's."""
+    def _container_pids(self, spec: IndexSpec, container: ContainerSpec) -> list[int]:
+        """Every live process running this container's command for this index (normally one)."""
         _reap()
-        try:
-            pid = int(self._pidfile(spec, name).read_text())
-        except (OSError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            status = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        if status.rsplit(")", 1)[-1].split()[0] == "Z":
-            return None
-        return pid if str(self._dir(spec)) in cmdline else None
+        argv, _ = self._local_argv(spec, container)
+        return [p.pid for p in local_processes.processes_under(self._dir(spec)) if local_processes.runs(p, argv)]
+
+    @staticmethod
+    def _listen_ports(spec: IndexSpec, container: ContainerSpec) -> list[int]:
+        """The ports the container's process must listen on: those its command names after a
+        `--...port` option, and the HTTPS port if it publishes it."""
+        ports = []
+        args = container.command
+        for option, value in itertools.pairwise(args):
+            if option.startswith("-") and option.endswith("port") and value.isdigit():
+                ports.append(int(value))
+        for arg in args:
+            option, _, value = arg.partition("=")
+            if option.startswith("--") and option.endswith("port") and value.isdigit():
+                ports.append(int(value))
+        if spec.placement.https_port in container.ports:
+            ports.append(spec.placement.https_port)
+        return sorted(set(ports))
+
+    def _running_alone(self, spec: IndexSpec, container: ContainerSpec) -> bool:
+        """Exactly one copy of the container runs, and it holds its ports."""
+        pids = self._container_pids(spec, container)
+        return len(pids) == 1 and self._answers(spec, container, pids[0])
+
+    def _answers(self, spec: IndexSpec, container: ContainerSpec, pid: int) -> bool:
+        return all(local_processes.owns_port(pid, port) for port in self._listen_ports(spec, container))
 
     def _local_argv(self, spec: IndexSpec, container: ContainerSpec) -> tuple[list[str], dict[str, str]]:
         """The container's command and environment with container paths mapped to the folders."""
@@ -215,11 +234,33 @@ class LocalDriver(Driver):
         return argv, env
 
     def _ensure_process(self, spec: IndexSpec, container: ContainerSpec) -> None:
-        if self._live_pid(spec, container.name):
+        """Exactly one process of the container, holding its ports. A copy that does not hold
+        them (still starting when its worker was killed, or failed to bind), or a second copy,
+        is stopped first."""
+        running = self._container_pids(spec, container)
+        if len(running) == 1 and self._answers(spec, container, running[0]):
+            self._record(spec, container, running[0])  # its starter may have died before recording it
             return
+        if running:
+            logger.info("Stopping %s old copies of %s for index %s", len(running), container.name, spec.name)
+            local_processes.stop(running)
+        self._check_ports_free(spec, container)
         argv, env = self._local_argv(spec, container)
         if not Path(argv[0]).exists():
             raise DriverError(f"{argv[0]} is not installed (pip install -r requirements.txt).", permanent=True)
+        proc = self._spawn(spec, container, argv, env)
+        self._wait_answering(spec, container, proc)
+
+    def _check_ports_free(self, spec: IndexSpec, container: ContainerSpec) -> None:
+        for port in self._listen_ports(spec, container):
+            for pid in local_processes.port_owners(port):
+                owner = next((p.command for p in local_processes.processes() if p.pid == pid), "?")
+                raise DriverError(f"Port {port} for {container.name} is held by another process: pid {pid} ({owner}).")
+
+    def _spawn(
+        self, spec: IndexSpec, container: ContainerSpec, argv: list[str], env: dict[str, str]
+    ) -> subprocess.Popen:
+        """Start the process and record its pid at once (written whole, then renamed)."""
         log = open(self._dir(spec) / "logs" / f"{container.name}.log", "ab")  # noqa: SIM115 - child owns it
         with log:
             proc = subprocess.Popen(
@@ -232,10 +273,32 @@ class LocalDriver(Driver):
                 start_new_session=True,
             )
         _children[proc.pid] = proc
-        self._pidfile(spec, container.name).write_text(str(proc.pid))
-        time.sleep(0.05)
-        if proc.poll() is not None:
-            raise DriverError(f"{container.name} exited at start: {self._log_tail(spec, container.name)}")
+        pause_point(f"{spec.index_id}-spawned-{container.name}")
+        self._record(spec, container, proc.pid)
+        return proc
+
+    def _record(self, spec: IndexSpec, container: ContainerSpec, pid: int) -> None:
+        """Write the pid file whole (a reader never sees half a number)."""
+        pidfile = self._pidfile(spec, container.name)
+        with contextlib.suppress(OSError):
+            if pidfile.read_text() == str(pid):
+                return
+        temp = pidfile.with_suffix(".tmp")
+        temp.write_text(str(pid))
+        os.replace(temp, pidfile)
+
+    def _wait_answering(self, spec: IndexSpec, container: ContainerSpec, proc: subprocess.Popen) -> None:
+        """Wait until the process we started owns each of its listening ports."""
+        ports = self._listen_ports(spec, container)
+        deadline = time.monotonic() + self._timeout()
+        while not self._answers(spec, container, proc.pid):
+            if proc.poll() is not None:
+                raise DriverError(f"{container.name} exited at start: {self._log_tail(spec, container.name)}")
+            if time.monotonic() > deadline:
+                raise DriverError(
+                    f"{container.name} (pid {proc.pid}) did not listen on {ports} within {self._timeout():.0f} s."
+                )
+            time.sleep(0.02)
 
     def _log_tail(self, spec: IndexSpec, name: str, lines: int = 5) -> str:
         try:
@@ -244,38 +307,23 @@ class LocalDriver(Driver):
             return "(no log)"
         return " | ".join(text.strip().splitlines()[-lines:])
 
-    def _stop(self, spec: IndexSpec, name: str) -> None:
-        pid = self._live_pid(spec, name)
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and self._live_pid(spec, name):
-            time.sleep(0.02)
-        if self._live_pid(spec, name):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            while self._live_pid(spec, name):
-                time.sleep(0.02)
-        self._pidfile(spec, name).unlink(missing_ok=True)
-
     def _stop_all(self, spec: IndexSpec) -> None:
-        if not self._dir(spec).exists():
-            return
+        """Stop every process of the index, recorded or not (found by its command line)."""
+        local_processes.stop([p.pid for p in local_processes.processes_under(self._dir(spec))])
+        _reap()
         for container in spec.containers:
-            self._stop(spec, container.name)
+            self._pidfile(spec, container.name).unlink(missing_ok=True)
+
+    def stop_everything(self) -> int:
+        """Stop every process under LOCAL_DRIVER_DATA_DIR, including those of indexes the
+        database no longer knows (stop_local_indexes). Returns how many were running."""
+        pids = [p.pid for p in local_processes.processes_under(self.data_dir)]
+        local_processes.stop(pids)
+        _reap()
+        return len(pids)
 
     def _timeout(self) -> float:
         return float(settings.INDEX_HEALTH_TIMEOUT_SECONDS)
-
-    def _wait_tcp(self, port: int) -> None:
-        deadline = time.monotonic() + self._timeout()
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-            time.sleep(0.02)
-        raise DriverError(f"Nothing answered on port {port} within {self._timeout():.0f} s.")
 
     def _https_health(self, spec: IndexSpec) -> tuple[int, str]:
         context = ssl.create_default_context(cadata=self.ca_certificate_pem(spec) or None)
@@ -307,7 +355,7 @@ class LocalDriver(Driver):
         self._deploy(spec)
 
     def ensure_running(self, spec: IndexSpec) -> bool:
-        if all(self._live_pid(spec, c.name) for c in spec.containers):
+        if all(self._running_alone(spec, c) for c in spec.containers):
             return False
         self._deploy(spec)
         return True
@@ -319,10 +367,13 @@ class LocalDriver(Driver):
     def status(self, spec: IndexSpec) -> IndexStatus:
         if not self._dir(spec).exists():
             return IndexStatus(state="missing", detail="The index folder does not exist.")
-        containers = [
-            ContainerStatus(name=c.name, state="running" if self._live_pid(spec, c.name) else "terminated")
-            for c in spec.containers
-        ]
+        procs = local_processes.processes_under(self._dir(spec))  # one scan of /proc per index
+
+        def state(container: ContainerSpec) -> str:
+            argv = self._local_argv(spec, container)[0]
+            return "running" if any(local_processes.runs(p, argv) for p in procs) else "terminated"
+
+        containers = [ContainerStatus(name=c.name, state=state(c)) for c in spec.containers]
         running = sum(c.state == "running" for c in containers)
         if running == len(containers):
             return IndexStatus(state="running", containers=containers)
@@ -337,9 +388,9 @@ class LocalDriver(Driver):
     # --- files
     def write_file(self, spec: IndexSpec, share: str, path: str, source: IO[bytes], *, size: int) -> None:
         target = self._share_path(spec, share, path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             if not self._link_whole_file(source, temp, size):
                 written = 0
                 with open(temp, "wb") as out:
@@ -350,8 +401,11 @@ class LocalDriver(Driver):
                     raise DriverError(f"Expected {size} bytes for {path}, got {written}.", permanent=True)
             os.chmod(temp, 0o644)
             os.replace(temp, target)
+        except OSError as exc:  # read-only or immutable folder, full disk
+            raise DriverError(f"The {share} share cannot be written: {exc.strerror or exc}.", permanent=True) from exc
         finally:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
 
     @staticmethod
     def _link_whole_file(source: IO[bytes], temp: Path, size: int) -> bool:
@@ -404,7 +458,10 @@ class LocalDriver(Driver):
         return sorted(found, key=lambda f: f.path)
 
     def delete_file(self, spec: IndexSpec, share: str, path: str) -> None:
-        self._share_path(spec, share, path).unlink(missing_ok=True)
+        try:
+            self._share_path(spec, share, path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise DriverError(f"{path} cannot be deleted from {share}: {exc.strerror or exc}.", permanent=True) from exc
 
     def ca_certificate_pem(self, spec: IndexSpec) -> str | None:
         try:

@@ -10,9 +10,10 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from portal.dependencies import REDIS_ERRORS, outage_message
 from provisioning import services
 from provisioning.management.commands._wait import wait_for_index
-from provisioning.models import IndexCredential, IndexState, Team
+from provisioning.models import IndexCredential, IndexState, PrivateIndex, Team
 
 
 class Command(BaseCommand):
@@ -42,6 +43,16 @@ class Command(BaseCommand):
             index = services.index_request(team=team, name=options["name"], size=options["size"], requested_by=user)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
+        except REDIS_ERRORS as exc:
+            recorded = PrivateIndex.objects.holding_name(options["name"]).exists()
+            raise CommandError(
+                f"{outage_message(exc)} "
+                + (
+                    "The index is recorded; the reconcile queues it once Redis is back."
+                    if recorded
+                    else "Nothing was created."
+                )
+            ) from exc
         if not options["wait"] and not options["json"]:
             self.stdout.write(f"Requested {index.name} (id {index.pk}); state {index.state}.")
             return

@@ -20,4 +20,8 @@ class Command(BaseCommand):
         ):
             driver.halt(services.index_spec(index))
             stopped += 1
-        self.stdout.write(f"Stopped the processes of {stopped} index(es).")
+        # Processes no index row accounts for (a deleted index's orphan, a killed worker's).
+        orphans = driver.stop_everything()
+        self.stdout.write(
+            f"Stopped the processes of {stopped} index(es)" + (f" and {orphans} orphan(s)." if orphans else ".")
+        )
