@@ -138,14 +138,19 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def start_caddy(folder: Path, upstream_port: int) -> tuple[subprocess.Popen, str, str]:
-    """Caddy with the Caddyfile an index gets (tls internal), in front of the index server."""
+    """Caddy with the Caddyfile an index gets (tls internal), in front of the index server. Its
+    access log (JSON, `size` = bytes sent to the client, after compression) goes to
+    folder/caddy-access.log."""
     https_port, http_port = free_port(), free_port()
     placement = Placement(
         hostname="localhost", https_port=https_port, http_port=http_port, server_port=upstream_port, tls="internal"
     )
     caddy_dir = folder / "caddy"
     (caddy_dir / "data").mkdir(parents=True)
-    (caddy_dir / "Caddyfile").write_text(render_caddyfile(placement))
+    site_log = f"\tlog {{\n\t\toutput file {folder / 'caddy-access.log'}\n\t\tformat json\n\t}}\n"
+    caddyfile = render_caddyfile(placement)
+    # The bench's only change to the index's Caddyfile: an access log to count bytes on the wire.
+    (caddy_dir / "Caddyfile").write_text(caddyfile.replace("\tencode zstd gzip\n", site_log + "\tencode zstd gzip\n"))
     env = {**os.environ, "XDG_DATA_HOME": str(caddy_dir / "data"), "XDG_CONFIG_HOME": str(caddy_dir)}
     with open(folder / "caddy.log", "wb") as log:
         process = subprocess.Popen(

@@ -8,8 +8,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from azure.identity import DefaultAzureCredential
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.storage import StorageManagementClient
 
 from devtools.azure_emulator import AzureEmulator
 from devtools.azure_emulator.resolver import fqdn_override
@@ -74,6 +79,22 @@ def acme_settings(pebble: Pebble, issuer_roots: Path) -> dict[str, object]:
         "ACME_ISSUER_ROOTS": str(issuer_roots),
         "ACME_CERTIFICATE_TIMEOUT_SECONDS": 60.0,
     }
+
+
+def sdk_clients(emulator: AzureEmulator) -> SimpleNamespace:
+    """The three management clients, authenticated through the real azure-identity path (the
+    emulator's environment must be set: AZURE_* and the authority host)."""
+    ca = str(emulator.ca_path)
+    credential = DefaultAzureCredential(disable_instance_discovery=True, connection_verify=ca)
+    options = {"base_url": emulator.url, "connection_verify": ca, "polling_interval": 0, "retry_backoff_factor": 0}
+    sub = emulator.subscription_id
+    return SimpleNamespace(
+        emulator=emulator,
+        credential=credential,
+        resources=ResourceManagementClient(credential, sub, **options),
+        storage=StorageManagementClient(credential, sub, **options),
+        containers=ContainerInstanceManagementClient(credential, sub, **options),
+    )
 
 
 def azure_environment(emulator: AzureEmulator, **more: object) -> dict[str, str]:

@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -174,6 +175,16 @@ class IndexServer:
 
     def access_log(self) -> str:
         return self.access_log_path.read_text(errors="replace")
+
+    def wait_for_log_line(self, pattern: str, timeout: float = 3.0) -> str | None:
+        """The access log line matching `pattern`; the server writes it once the body is sent,
+        which may be just after the client has read the response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.access_log())
+            if found or time.monotonic() > deadline:
+                return found.group(0) if found else None
+            time.sleep(0.02)
 
     def request(
         self,

@@ -15,15 +15,13 @@ from types import SimpleNamespace
 import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from azure.identity import ClientSecretCredential, DefaultAzureCredential
-from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+from azure.identity import ClientSecretCredential
 from azure.mgmt.containerinstance import models as aci
-from azure.mgmt.resource.resources import ResourceManagementClient
-from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import FileShare, Sku, StorageAccountCreateParameters
 from azure.storage.fileshare import ShareServiceClient
 
 from devtools.azure_emulator import AzureEmulator
+from tests.azure_fixtures import sdk_clients
 
 # Microsoft's published REST specs, kept in the project's shared/ folder beside this checkout.
 SPECS = Path(
@@ -39,21 +37,7 @@ LOCATION = "westeurope"
 @pytest.fixture
 def sdk(azure_emulator: AzureEmulator) -> SimpleNamespace:
     """The three management clients, authenticated through the real azure-identity path."""
-    ca = str(azure_emulator.ca_path)
-    credential = DefaultAzureCredential(disable_instance_discovery=True, connection_verify=ca)
-    options = {
-        "base_url": azure_emulator.url,
-        "connection_verify": ca,
-        "polling_interval": 0,
-        "retry_backoff_factor": 0,
-    }
-    sub = azure_emulator.subscription_id
-    clients = SimpleNamespace(
-        credential=credential,
-        resources=ResourceManagementClient(credential, sub, **options),
-        storage=StorageManagementClient(credential, sub, **options),
-        containers=ContainerInstanceManagementClient(credential, sub, **options),
-    )
+    clients = sdk_clients(azure_emulator)
     clients.resources.resource_groups.create_or_update(RG, {"location": LOCATION})
     return clients
 

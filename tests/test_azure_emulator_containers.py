@@ -14,15 +14,12 @@ from types import SimpleNamespace
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
-from azure.identity import DefaultAzureCredential
-from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance import models as aci
-from azure.mgmt.resource.resources import ResourceManagementClient
-from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import FileShare, Sku, StorageAccountCreateParameters
 from azure.storage.fileshare import ShareServiceClient
 
 from devtools.azure_emulator import AzureEmulator
+from tests.azure_fixtures import sdk_clients
 
 pytestmark = pytest.mark.e2e
 
@@ -48,18 +45,9 @@ def running(tmp_path, monkeypatch) -> Iterator[SimpleNamespace]:
     monkeypatch.setenv("PORTAL_SECRET_CANARY", "do-not-leak")
     emulator = AzureEmulator(cert_dir=tmp_path / "emulator", run_containers=True).start()
     try:
-        ca = str(emulator.ca_path)
         for name, value in emulator.environment().items():
             monkeypatch.setenv(name, value)
-        credential = DefaultAzureCredential(disable_instance_discovery=True, connection_verify=ca)
-        options = {"base_url": emulator.url, "connection_verify": ca, "polling_interval": 0, "retry_backoff_factor": 0}
-        sub = emulator.subscription_id
-        clients = SimpleNamespace(
-            emulator=emulator,
-            resources=ResourceManagementClient(credential, sub, **options),
-            storage=StorageManagementClient(credential, sub, **options),
-            containers=ContainerInstanceManagementClient(credential, sub, **options),
-        )
+        clients = sdk_clients(emulator)
         clients.resources.resource_groups.create_or_update(RG, {"location": LOCATION})
         clients.storage.storage_accounts.begin_create(
             RG,

@@ -141,6 +141,7 @@ def test_caddyfile_proxies_to_the_index_server_holding_requests_while_it_comes_b
     caddyfile = _azure_like_spec().caddyfile
     assert "reverse_proxy 127.0.0.1:8080 {\n\t\tlb_try_duration 15s" in caddyfile
     assert "max_size 64KB" in caddyfile  # uploads go to the portal, never to the index
+    assert "\tencode zstd gzip\n" in caddyfile  # pages and metadata files compressed for pip and uv
     assert "admin off" in caddyfile
     assert "tls internal" not in caddyfile  # Let's Encrypt in Azure
 

@@ -179,8 +179,8 @@ def test_a_token_reads_the_index_and_downloads_a_file_whose_hash_matches_its_lin
     download = server.request("GET", path, auth=ALICE)
     assert download.status == 200
     assert fragment == "sha256=" + hashlib.sha256(download.body).hexdigest()
-    assert re.search(
-        r'127\.0\.0\.1 alice "GET /packages/demo_pkg-2\.0-py3-none-any\.whl" 200 \d+ [\d.]+ms', server.access_log()
+    assert server.wait_for_log_line(
+        r'127\.0\.0\.1 alice "GET /packages/demo_pkg-2\.0-py3-none-any\.whl" 200 \d+ [\d.]+ms'
     )
 
 

@@ -70,11 +70,15 @@ def test_a_retry_stops_an_older_copy_that_does_not_hold_its_port(team, lead, set
     hold its port; the next attempt stops it and starts one that does."""
     real_bin, fake_bin, marker = settings.LOCAL_DRIVER_BIN_DIR, tmp_path / "bin", tmp_path / "hang"
     fake_bin.mkdir()
-    for program in ("caddy", "pypi-server"):
-        wrapper = fake_bin / program
-        python = (Path(real_bin) / "pypi-server").read_text().splitlines()[0][2:]  # the venv's interpreter
-        wrapper.write_text(WRAPPER.format(python=python, marker=str(marker), real=str(real_bin)))
-        wrapper.chmod(0o755)
+    wrapper = fake_bin / "caddy"
+    python = (Path(real_bin) / "pypi-server").read_text().splitlines()[0][2:]  # the venv's interpreter
+    wrapper.write_text(WRAPPER.format(python=python, marker=str(marker), real=str(real_bin)))
+    wrapper.chmod(0o755)
+    # The index server's `python`, as this virtualenv's own: the same venv seen from tmp_path.
+    venv = Path(real_bin).parent
+    (tmp_path / "pyvenv.cfg").write_text((venv / "pyvenv.cfg").read_text())
+    (tmp_path / "lib").symlink_to(venv / "lib")
+    (fake_bin / "python").symlink_to(Path(real_bin) / "python")
     settings.LOCAL_DRIVER_BIN_DIR = fake_bin
     index = PrivateIndex.objects.create(name="slow-caddy", team=team, requested_by=lead)
     services.index_provision_perform(index.pk)

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from provisioning import services
 from provisioning.models import PrivateIndex
+from tests.recovery_support import manage_env
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _manage_env(data_dir: Path) -> dict[str, str]:
-    """Point a child process at this test's database, Redis db and index folder."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("postgresql"):
-        url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    else:
-        url = f"sqlite:///{db['NAME']}"
-    env = {k: v for k, v in os.environ.items() if k not in {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}}
-    env.update(
-        DATABASE_URL=url,
-        REDIS_URL=os.environ["REDIS_URL"],
-        LOCAL_DRIVER_DATA_DIR=str(data_dir),
-        LOCAL_DRIVER_PORT_RANGE=settings.LOCAL_DRIVER_PORT_RANGE,
-        PORTAL_VAR_DIR=str(data_dir.parent / "var"),
-    )
-    return env
 
 
 def _manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -46,7 +27,7 @@ def _manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess
 @pytest.mark.django_db(transaction=True)
 def test_a_real_rqworker_process_provisions_a_requested_index(team, lead, _local_driver_in_tmp):
     index = services.index_request(team=team, name="worker-built", size="small", requested_by=lead)
-    result = _manage(_manage_env(_local_driver_in_tmp), "rqworker", "provisioning", "--burst")
+    result = _manage(manage_env(_local_driver_in_tmp), "rqworker", "provisioning", "--burst")
     assert result.returncode == 0, result.stderr[-2000:]
     index.refresh_from_db()
     assert index.state == "ready", index.error
@@ -55,7 +36,7 @@ def test_a_real_rqworker_process_provisions_a_requested_index(team, lead, _local
 
 @pytest.mark.django_db(transaction=True)
 def test_create_index_waits_and_prints_url_ca_and_credentials_then_delete_index_removes_it(team, _local_driver_in_tmp):
-    env = _manage_env(_local_driver_in_tmp)
+    env = manage_env(_local_driver_in_tmp)
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "provisioning"], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -87,7 +68,7 @@ def test_create_index_waits_and_prints_url_ca_and_credentials_then_delete_index_
 
 @pytest.mark.django_db(transaction=True)
 def test_create_index_exits_non_zero_with_the_reason_on_stderr(team, _local_driver_in_tmp):
-    env = _manage_env(_local_driver_in_tmp)
+    env = manage_env(_local_driver_in_tmp)
     bad_name = _manage(env, "create_index", "--team", team.slug, "--name", "Bad_Name")
     assert bad_name.returncode != 0 and "lowercase letters" in bad_name.stderr
     no_team = _manage(env, "create_index", "--team", "nobody", "--name", "fine-name")

@@ -162,27 +162,32 @@ def test_poetry_snippet_adds_a_package_from_the_index_in_a_project(published, me
     assert 'name = "snip-demo"' in (project / "poetry.lock").read_text()
 
 
-def test_publish_snippets_send_files_to_the_portals_upload_url(published, publisher_client, sandbox):
-    # The upload API behind index.upload_url lands separately: until then this checks what each
-    # client makes of its snippet (twine's own .pypirc reader, Poetry's and uv's arguments).
+@pytest.mark.django_db(transaction=True)  # the live server sees the token only once committed
+def test_publish_snippets_upload_through_the_portal_as_pasted(
+    published, publisher_client, sandbox, live_server, settings, tmp_path
+):
+    """The .pypirc and `twine upload -r private dist/*`, and `uv publish`, pasted as written and
+    run from another directory, publish through the portal's upload URL (a live server)."""
+    settings.PORTAL_BASE_URL = live_server.url
     blocks = copied_blocks(token_page(publisher_client, published, "publish"))
     upload_url = published.upload_url
     env = user_env(sandbox["home"], Path(sys.executable).parent)
+    project = sandbox["elsewhere"]
+    build_wheel(project / "dist", "snip-published", "1.0")
 
     (sandbox["home"] / ".pypirc").write_text(blocks["snippet-twine-1"])
-    read = shell(
-        f"{sys.executable} -c \"from twine.settings import Settings; s = Settings(repository_name='private'); "
-        "print(s.repository_config['repository'], s.username, s.password)\"",
-        cwd=sandbox["elsewhere"], env=env,
-    )  # fmt: skip
-    assert read.returncode == 0, read.stderr
-    repository, username, password = read.stdout.split()
-    assert repository == upload_url and upload_url.endswith(f"/indexes/{published.pk}/packages/legacy/")
     assert blocks["snippet-twine-2"] == "twine upload -r private dist/*\n"
-    assert (
-        f"uv publish --publish-url {upload_url} --username {username} --password {password} dist/*"
-        in (blocks["snippet-uv-3"])
-    )
+    twine = shell("twine upload --non-interactive -r private dist/*", cwd=project, env=env)
+    assert twine.returncode == 0, twine.stdout + twine.stderr
+    assert published.package_files.filter(filename="snip_published-1.0-py3-none-any.whl").exists()
+
+    (project / "dist" / "snip_published-1.0-py3-none-any.whl").unlink()
+    build_wheel(project / "dist", "snip-published", "1.1")
+    uv_block = blocks["snippet-uv-3"]
+    assert f"uv publish --publish-url {upload_url} " in uv_block
+    uv = shell(uv_block, cwd=project, env=env)
+    assert uv.returncode == 0, uv.stdout + uv.stderr
+    assert published.package_files.filter(filename="snip_published-1.1-py3-none-any.whl").exists()
     assert f"poetry config repositories.private {upload_url}\npoetry publish -r private\n" == blocks["snippet-poetry-2"]
     # Every block has its own copy button.
     page = token_page(publisher_client, published, "publish")
