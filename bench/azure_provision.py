@@ -19,6 +19,7 @@ restart (Caddy found its certificate on caddy-certs).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -53,6 +54,10 @@ def _pip_environment() -> dict[str, str]:
         env.pop(name, None)
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
     return env
+
+
+def _pinned(repository: str) -> str:
+    return f"{repository}@sha256:{hashlib.sha256(repository.encode()).hexdigest()}"
 
 
 def main() -> None:
@@ -94,6 +99,10 @@ def main() -> None:
             "ACME_CA_ROOT": str(pebble.tls_ca_path),
             "ACME_ISSUER_ROOTS": str(roots),
             "ACME_CERTIFICATE_TIMEOUT_SECONDS": "60",
+            # The driver wants digest-pinned images; the emulator pulls nothing, any digest does.
+            "CADDY_IMAGE": _pinned("docker.io/library/caddy"),
+            "PYPISERVER_IMAGE": _pinned("docker.io/pypiserver/pypiserver"),
+            "AZURE_STARTUP_TIMEOUT_SECONDS": "60",
         }
     )
     import django
@@ -144,7 +153,8 @@ def main() -> None:
                 with wheel.open("rb") as source:
                     driver.write_file(spec, SHARE_PACKAGES, wheel.name, source, size=wheel.stat().st_size)
                 driver.write_if_changed(spec, SHARE_CONFIG, MANIFEST_PATH, manifest.encode())
-                index_url = f"https://{READ_USER}:{READ_PASSWORD}@{spec.hostname}/simple/"
+                host = driver.settled_placement(spec).hostname  # the FQDN Azure gave
+                index_url = f"https://{READ_USER}:{READ_PASSWORD}@{host}/simple/"
                 pip_started = time.perf_counter()
                 pip = subprocess.run(
                     [str(python), "-m", "pip", "install", "--force-reinstall", "--index-url", index_url,

@@ -185,7 +185,8 @@ INDEX_SIZES = {
     "large": {"label": "Large — 4 vCPU, 8 GiB, 200 GiB packages", "cpu": 4.0, "memory_gb": 8.0, "quota_gb": 200},
 }
 INDEX_DEFAULT_SIZE = "small"
-# Images are pinned by version: the seed's `:latest` changed under people's feet.
+# Images are pinned by version: the seed's `:latest` changed under people's feet. The Azure
+# driver needs them pinned by digest (registry/repository@sha256:...), see README "Images".
 CADDY_IMAGE = env_str("CADDY_IMAGE", "docker.io/library/caddy:2.11.7-alpine")
 PYPISERVER_IMAGE = env_str("PYPISERVER_IMAGE", "docker.io/pypiserver/pypiserver:v2.4.2")
 # How long provisioning waits for the index to answer its health check.
@@ -258,9 +259,23 @@ AZURE_LOCATION = env_str("AZURE_LOCATION", "westeurope")
 # "per-index": one group per index named AZURE_RESOURCE_GROUP-<index>-<hash>, deleted on teardown.
 AZURE_RESOURCE_GROUP_POLICY = env_str("AZURE_RESOURCE_GROUP_POLICY", "shared")
 AZURE_RESOURCE_GROUP = env_str("AZURE_RESOURCE_GROUP", "private-indexes")
-# Standard general-purpose v2 allows small shares; Premium FileStorage has a 100 GiB minimum.
+# Standard_* (StorageV2 accounts) allow small shares; Premium_* and the provisioned v2 SKUs use
+# FileStorage accounts with 100 / 32 GiB minimum shares. The account kind follows from the SKU.
 AZURE_STORAGE_SKU = env_str("AZURE_STORAGE_SKU", "Standard_LRS")
-AZURE_STORAGE_KIND = env_str("AZURE_STORAGE_KIND", "StorageV2")
+# The registry the containers pull from (e.g. myregistry.azurecr.io), with a user-assigned managed
+# identity that has AcrPull on it (its resource id), or a user name and password.
+AZURE_REGISTRY_SERVER = env_str("AZURE_REGISTRY_SERVER")
+AZURE_REGISTRY_IDENTITY = env_str("AZURE_REGISTRY_IDENTITY")
+AZURE_REGISTRY_USERNAME = env_str("AZURE_REGISTRY_USERNAME")
+AZURE_REGISTRY_PASSWORD = env_str("AZURE_REGISTRY_PASSWORD")
+# Who may reuse a released DNS name label: TenantReuse adds a hash to the host name.
+AZURE_DNS_LABEL_SCOPE = env_str("AZURE_DNS_LABEL_SCOPE", "TenantReuse")
+# Longest wait for the containers to run (or a restart to show); crash loops and failed mounts
+# fail sooner, with the container events and the last AZURE_LOG_TAIL_LINES of each log.
+AZURE_STARTUP_TIMEOUT_SECONDS = env_float("AZURE_STARTUP_TIMEOUT_SECONDS", 180.0)
+AZURE_LOG_TAIL_LINES = env_int("AZURE_LOG_TAIL_LINES", 20)
+# Restarts of a container that is not running, seen while waiting, that count as a crash loop.
+AZURE_CRASH_LOOP_RESTARTS = env_int("AZURE_CRASH_LOOP_RESTARTS", 3)
 # Mixed into the hash in resource names, so two portals (staging, production) never collide.
 AZURE_NAME_SALT = env_str("AZURE_NAME_SALT")
 AZURE_ARM_BASE_URL = env_str("AZURE_ARM_BASE_URL", "https://management.azure.com")

@@ -6,4 +6,4 @@ class ProvisioningConfig(AppConfig):
     verbose_name = "Provisioning"
 
     def ready(self) -> None:
-        from provisioning import system_checks  # noqa: F401 - registers the check
+        from provisioning import azure_settings, system_checks  # noqa: F401 - they register the checks

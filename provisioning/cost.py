@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db.models import Case, DecimalField, Q, Value, When
 
+from provisioning.azure_settings import share_quota_gib
 from provisioning.models import IndexState
 from provisioning.spec import Placement, build_index_spec
 
@@ -30,7 +31,7 @@ def size_resources(size: str) -> tuple[float, float, int]:
     spec = build_index_spec(index_id=0, name="cost", team="cost", size=size, placement=_PLACEHOLDER)
     cpu = sum(c.cpu for c in spec.containers)
     memory = sum(c.memory_gb for c in spec.containers)
-    shares = sum(s.quota_gb for s in spec.shares)
+    shares = sum(share_quota_gib(s.quota_gb) for s in spec.shares)  # premium SKUs bill their minimum
     return cpu, memory, shares
 
 

@@ -8,6 +8,7 @@ every step in ProvisioningStep so the page can show progress and a retry can res
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import hmac
@@ -71,7 +72,8 @@ def index_spec(index: PrivateIndex) -> IndexSpec:
         name=index.name,
         team=index.team.slug,
         size=index.size,
-        placement=Placement.from_dict(index.deployment),
+        # A copy: drivers record what the cloud decided in placement.resources (see _save_placement).
+        placement=Placement.from_dict(copy.deepcopy(index.deployment)),
         upload_url=index.upload_url,
     )
 
@@ -323,6 +325,16 @@ def _fail(index: PrivateIndex, operation: str, failure: StepFailed) -> None:
     )
 
 
+def _save_placement(index: PrivateIndex, placement: Placement) -> None:
+    """Keep what the driver learnt while building (the FQDN Azure gave, a new DNS label after a
+    taken one) so the URL shown is the real one and a retry starts from there."""
+    if placement.as_dict() == index.deployment:
+        return
+    index.deployment = placement.as_dict()
+    index.url = index_spec(index).url
+    index.save(update_fields=["deployment", "url", "updated_at"])
+
+
 def index_provision_perform(index_id: int) -> None:
     """Build (or resume building) the index, then mark it ready."""
     with index_lock(index_id):
@@ -350,8 +362,10 @@ def index_provision_perform(index_id: int) -> None:
         try:
             _run_steps(index, Op.PROVISION, steps, resume=resume)
         except StepFailed as failure:
+            _save_placement(index, driver.settled_placement(spec))
             _fail(index, Op.PROVISION, failure)
             return
+        _save_placement(index, driver.settled_placement(spec))
         index.transition_to(IndexState.READY, ready_at=timezone.now(), failed_operation="", failed_step="", error="")
         audit_record(action="index.provisioned", obj=index, details={"url": index.url})
         # The dashboard shows the certificate right away instead of at the next scheduled check.

@@ -195,6 +195,17 @@ def render_caddyfile(
 """
 
 
+def index_caddyfile(placement: Placement) -> str:
+    """The Caddyfile of an index at `placement`, with the configured ACME CA (the Azure driver
+    renders it again once Azure has given the FQDN)."""
+    return render_caddyfile(
+        placement,
+        acme_directory=settings.ACME_DIRECTORY_URL,
+        acme_email=settings.ACME_EMAIL,
+        acme_ca_root=settings.ACME_CA_ROOT,
+    )
+
+
 def _index_server_command(placement: Placement, name: str) -> tuple[str, ...]:
     return (
         "python", f"{CONFIG_MOUNT}/{INDEX_SERVER_PATH}",
@@ -245,12 +256,7 @@ def build_index_spec(
         ),
     )
     quota = sizing["quota_gb"]
-    caddyfile = render_caddyfile(
-        placement,
-        acme_directory=settings.ACME_DIRECTORY_URL,
-        acme_email=settings.ACME_EMAIL,
-        acme_ca_root=settings.ACME_CA_ROOT,
-    )
+    caddyfile = index_caddyfile(placement)
     return IndexSpec(
         index_id=index_id,
         name=name,

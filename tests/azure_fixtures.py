@@ -5,6 +5,7 @@ pebble standing in for Let's Encrypt."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,8 +21,16 @@ from devtools.azure_emulator.resolver import fqdn_override
 from devtools.pebble import Pebble
 from provisioning.drivers import base as driver_base
 from provisioning.drivers.azure import AzureDriver
+from provisioning.drivers.base import DeployStep
+from provisioning.spec import IndexSpec, build_index_spec
 
 AZURE_DRIVER = "provisioning.drivers.azure.AzureDriver"
+INDEX_ID = 7
+
+
+def pinned(repository: str) -> str:
+    """An image reference pinned by a well-formed digest: the emulator pulls nothing."""
+    return f"{repository}@sha256:{hashlib.sha256(repository.encode()).hexdigest()}"
 
 
 def azure_settings(emulator: AzureEmulator) -> dict[str, object]:
@@ -34,7 +43,16 @@ def azure_settings(emulator: AzureEmulator) -> dict[str, object]:
         "AZURE_RESOURCE_GROUP_POLICY": "shared",
         "AZURE_RESOURCE_GROUP": "private-indexes",
         "AZURE_STORAGE_SKU": "Standard_LRS",
-        "AZURE_STORAGE_KIND": "StorageV2",
+        "CADDY_IMAGE": pinned("docker.io/library/caddy"),
+        "PYPISERVER_IMAGE": pinned("docker.io/pypiserver/pypiserver"),
+        "AZURE_REGISTRY_SERVER": "",
+        "AZURE_REGISTRY_IDENTITY": "",
+        "AZURE_REGISTRY_USERNAME": "",
+        "AZURE_REGISTRY_PASSWORD": "",
+        "AZURE_DNS_LABEL_SCOPE": "TenantReuse",
+        "AZURE_STARTUP_TIMEOUT_SECONDS": 5.0,
+        "AZURE_LOG_TAIL_LINES": 5,
+        "AZURE_CRASH_LOOP_RESTARTS": 3,
         "AZURE_NAME_SALT": "tests",
         "AZURE_ARM_BASE_URL": emulator.url,
         "AZURE_FILE_ENDPOINT": emulator.file_endpoint_template,
@@ -115,6 +133,40 @@ def azure_emulator(
     driver_base._driver_for.cache_clear()
 
 
+def index_spec_for(
+    driver: AzureDriver, *, index_id: int = INDEX_ID, name: str = "team-index", size: str = "small"
+) -> IndexSpec:
+    placement = driver.reserve(index_id=index_id, name=name, previous=None)
+    return build_index_spec(index_id=index_id, name=name, team="data-platform", size=size, placement=placement)
+
+
+def run_steps(steps: list[DeployStep]) -> None:
+    for step in steps:
+        step.run()
+
+
+def group_definition(emulator: AzureEmulator, spec: IndexSpec) -> dict:
+    names = spec.placement.resources
+    key = (emulator.subscription_id.lower(), names["resource_group"].lower(), names["container_group"].lower())
+    return emulator.state.container_groups[key].definition
+
+
+@pytest.fixture
+def driver(azure_emulator) -> AzureDriver:
+    return AzureDriver()
+
+
+@pytest.fixture
+def spec(driver) -> IndexSpec:
+    return index_spec_for(driver)
+
+
+@pytest.fixture
+def provisioned(azure_emulator, driver, spec) -> IndexSpec:
+    run_steps(driver.deploy_steps(spec))
+    return spec
+
+
 @pytest.fixture
 def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     """Let's Encrypt's ACME test server on free loopback ports (Debian's pebble package)."""
@@ -145,6 +197,7 @@ def azure_emulator_running(
     for name, value in {**azure_settings(emulator), **emulator.acme_settings}.items():  # type: ignore[attr-defined]
         setattr(settings, name, value)
     settings.AZURE_RESOURCE_GROUP_POLICY = "per-index"  # teardown then removes everything
+    settings.AZURE_STARTUP_TIMEOUT_SECONDS = 60.0  # real processes: Caddy, the index server
     for name, value in emulator.environment().items():
         monkeypatch.setenv(name, value)
     driver_base._driver_for.cache_clear()

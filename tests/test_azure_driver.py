@@ -19,27 +19,13 @@ from provisioning.spec import (
     SHARE_PACKAGES,
     TOKENS_PATH,
     IndexSpec,
-    build_index_spec,
+    index_caddyfile,
     index_server_source,
 )
-
-INDEX_ID = 7
-
-
-def _spec(driver: AzureDriver, *, index_id: int = INDEX_ID, name: str = "team-index", size: str = "small") -> IndexSpec:
-    placement = driver.reserve(index_id=index_id, name=name, previous=None)
-    return build_index_spec(index_id=index_id, name=name, team="data-platform", size=size, placement=placement)
-
-
-def _run(steps) -> None:
-    for step in steps:
-        step.run()
-
-
-def _group_definition(emulator, spec: IndexSpec) -> dict:
-    names = spec.placement.resources
-    key = (emulator.subscription_id.lower(), names["resource_group"].lower(), names["container_group"].lower())
-    return emulator.state.container_groups[key].definition
+from tests.azure_fixtures import INDEX_ID
+from tests.azure_fixtures import group_definition as _group_definition
+from tests.azure_fixtures import index_spec_for as _spec
+from tests.azure_fixtures import run_steps as _run
 
 
 def _index_resources(emulator, spec: IndexSpec) -> list[str]:
@@ -58,29 +44,13 @@ def _index_resources(emulator, spec: IndexSpec) -> list[str]:
     return found
 
 
-@pytest.fixture
-def driver(azure_emulator) -> AzureDriver:
-    return AzureDriver()
-
-
-@pytest.fixture
-def spec(driver) -> IndexSpec:
-    return _spec(driver)
-
-
-@pytest.fixture
-def provisioned(azure_emulator, driver, spec) -> IndexSpec:
-    _run(driver.deploy_steps(spec))
-    return spec
-
-
 # --- names
 
 
 @pytest.mark.parametrize(
     "name", ["team-index", "a", "9lives", "x" * 63, "data-platform-very-long-index-name-for-testing", "a-b-c-d-e-f"]
 )
-def test_reserve_derives_valid_azure_names_from_any_index_name(settings, name):
+def test_reserve_derives_valid_azure_names_from_any_index_name(azure_emulator, settings, name):
     settings.AZURE_SUBSCRIPTION_ID = "sub"
     placement = AzureDriver().reserve(index_id=123456, name=name, previous=None)
     resources = placement.resources
@@ -126,13 +96,17 @@ def test_provision_restart_teardown_cycle_through_the_sdks(azure_emulator, drive
         "caddy-config": 1,
         "pypipackages": 10,
     }
-    assert b"".join(driver.read_file(spec, SHARE_CONFIG, "Caddyfile")).decode() == spec.caddyfile
+    fqdn = driver.settled_placement(spec).hostname
+    caddyfile = b"".join(driver.read_file(spec, SHARE_CONFIG, "Caddyfile")).decode()
+    assert caddyfile == index_caddyfile(driver.settled_placement(spec)) and f"\n{fqdn} {{" in caddyfile
     status = driver.status(spec)
     assert status.is_running
-    assert [c.name for c in status.containers] == ["caddy", "pypiserver"]
+    assert [c.name for c in status.containers] == [c.name for c in spec.containers]
+    # The group started before the Caddyfile for its FQDN existed: restarted once to read it.
+    counts = [c.restart_count for c in status.containers]
 
     driver.restart(spec)
-    assert [c.restart_count for c in driver.status(spec).containers] == [1, 1]
+    assert [c.restart_count for c in driver.status(spec).containers] == [n + 1 for n in counts]
 
     _run(driver.teardown_steps(spec))
     assert _index_resources(azure_emulator, spec) == []
@@ -176,7 +150,7 @@ def test_container_group_sent_matches_the_index_spec(azure_emulator, settings, d
     for spec_container in provisioned.containers:
         requests = containers[spec_container.name]["resources"]["requests"]
         assert requests["cpu"] == spec_container.cpu
-        assert abs(requests["memoryInGB"] - spec_container.memory_gb) <= 0.05  # ACI takes 0.1 GB steps
+        assert abs(requests["memoryInGB"] - spec_container.memory_gb) <= 0.05 + 1e-9  # ACI takes 0.1 GB steps
     assert sum(c["resources"]["requests"]["cpu"] for c in containers.values()) == settings.INDEX_SIZES["small"]["cpu"]
 
 
@@ -246,12 +220,13 @@ def test_ensure_running_recreates_a_container_group_that_disappeared(azure_emula
 
 
 def test_status_reports_restart_counts_and_recent_events(azure_emulator, driver, provisioned):
+    before = {c.name: c.restart_count for c in driver.status(provisioned).containers}
     azure_emulator.arm.crash_container(provisioned.placement.resources["container_group"], "pypiserver")
 
     status = driver.status(provisioned)
 
     pypiserver = next(c for c in status.containers if c.name == "pypiserver")
-    assert pypiserver.restart_count == 1
+    assert pypiserver.restart_count == before["pypiserver"] + 1
     assert "exit code 1" in pypiserver.last_event
 
 

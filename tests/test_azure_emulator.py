@@ -249,11 +249,20 @@ def test_a_container_group_can_be_made_to_fail_with_a_message(azure_emulator, sd
     assert group.provisioning_state == "Failed"
 
 
-def test_a_wrong_volume_key_fails_the_deployment_like_a_failed_mount(azure_emulator, sdk):
+def test_a_wrong_volume_key_hangs_the_deployment_with_mount_failure_events(azure_emulator, sdk):
     _account(sdk)
 
-    with pytest.raises(HttpResponseError, match="Failed to mount Azure File Volume"):
-        sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", "d3Jvbmc=")).result()
+    poller = sdk.containers.container_groups.begin_create_or_update(
+        RG, "emu-group", _group("emuacct1", "d3Jvbmc="), polling=False
+    )
+    poller.result()
+    for _ in range(3):
+        group = sdk.containers.container_groups.get(RG, "emu-group")
+
+    assert group.provisioning_state == "Pending"
+    events = group.containers[0].instance_view.events
+    assert events[-1].type == "Warning" and "Failed to mount Azure File Volume" in events[-1].message
+    assert events[-1].count >= 2
 
 
 def test_public_ports_must_be_exposed_by_a_container(azure_emulator, sdk):
@@ -267,17 +276,150 @@ def test_public_ports_must_be_exposed_by_a_container(azure_emulator, sdk):
     assert error.value.status_code == 400
 
 
-def test_restart_answers_204_and_counts_a_restart_per_container(azure_emulator, sdk):
+def test_restart_answers_204_and_shows_only_later_with_a_new_start_time(azure_emulator, sdk):
+    key = _account(sdk)
+    sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", key)).result()
+    before = sdk.containers.container_groups.get(RG, "emu-group").containers[0].instance_view
+    time.sleep(1.1)  # start times have a resolution of one second
+
+    sdk.containers.container_groups.begin_restart(RG, "emu-group").result()
+    first = sdk.containers.container_groups.get(RG, "emu-group").containers[0].instance_view
+    later = sdk.containers.container_groups.get(RG, "emu-group").containers[0].instance_view
+
+    assert [r.status for r in azure_emulator.requests("arm") if r.path.endswith("/restart")] == [204]
+    assert (first.restart_count, first.current_state.start_time) == (0, before.current_state.start_time)
+    assert later.restart_count == 1 and later.current_state.start_time > before.current_state.start_time
+
+
+def test_an_unchanged_put_restarts_the_containers(azure_emulator, sdk):
     key = _account(sdk)
     sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", key)).result()
 
-    sdk.containers.container_groups.begin_restart(RG, "emu-group").result()
-    group = sdk.containers.container_groups.get(RG, "emu-group")
-    while group.instance_view.state != "Running":
+    sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", key)).result()
+    for _ in range(2):
         group = sdk.containers.container_groups.get(RG, "emu-group")
 
-    assert [r.status for r in azure_emulator.requests("arm") if r.path.endswith("/restart")] == [204]
     assert group.containers[0].instance_view.restart_count == 1
+    assert "Killing" in [e.name for e in group.containers[0].instance_view.events]
+
+
+def test_a_failed_group_cannot_be_updated_only_deleted_and_created(azure_emulator, sdk):
+    key = _account(sdk)
+    azure_emulator.configure(group_failures={"emu-group": "Image pull failed: manifest unknown"})
+    with pytest.raises(HttpResponseError):
+        sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", key)).result()
+
+    with pytest.raises(HttpResponseError) as error:
+        sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", key))
+    sdk.containers.container_groups.begin_delete(RG, "emu-group").result()
+    sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", key)).result()
+
+    assert error.value.status_code == 409 and "Failed state" in error.value.message
+    assert sdk.containers.container_groups.get(RG, "emu-group").provisioning_state == "Succeeded"
+
+
+def test_a_reuse_scope_gives_a_hashed_fqdn_and_a_taken_label_is_refused(azure_emulator, sdk):
+    key = _account(sdk)
+    azure_emulator.configure(taken_dns_labels={"emu-label"})
+    unsecure = _group("emuacct1", key)
+    with pytest.raises(HttpResponseError) as error:
+        sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", unsecure)
+    tenant = _group("emuacct1", key)
+    tenant.ip_address.auto_generated_domain_name_label_scope = "TenantReuse"
+
+    created = sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", tenant).result()
+    with pytest.raises(HttpResponseError) as second:
+        sdk.containers.container_groups.begin_create_or_update(RG, "other-group", tenant)
+
+    assert error.value.error.code == second.value.error.code == "DnsNameLabelAlreadyTaken"
+    label, hashed, region, *rest = created.ip_address.fqdn.split(".")
+    assert (label, region, ".".join(rest)) == ("emu-label", LOCATION, "azurecontainer.io") and len(hashed) == 16
+
+
+def test_anonymous_pulls_from_a_throttled_registry_fail_with_409_registry_error(azure_emulator, sdk):
+    key = _account(sdk)
+    azure_emulator.configure(throttled_registries={"docker.io"})
+
+    with pytest.raises(HttpResponseError) as error:
+        sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", key))
+    from_registry = _group("emuacct1", key)
+    from_registry.containers[0].image = "portalimages.azurecr.io/library/caddy@sha256:" + "a" * 64
+    identity = (
+        f"/subscriptions/{azure_emulator.subscription_id}/resourceGroups/{RG}"
+        "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull"
+    )
+    from_registry.identity = aci.ContainerGroupIdentity(
+        type="UserAssigned", user_assigned_identities={identity: aci.UserAssignedIdentities()}
+    )
+    from_registry.image_registry_credentials = [
+        aci.ImageRegistryCredential(server="portalimages.azurecr.io", identity=identity)
+    ]
+    sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", from_registry).result()
+
+    assert (error.value.status_code, error.value.error.code) == (409, "RegistryErrorResponse")
+    assert "index.docker.io" in error.value.message
+
+
+@pytest.mark.skipif(not SPECS.exists(), reason="the published REST specs are not on this machine")
+def test_container_logs_answer_the_tail_and_crash_loops_keep_provisioning_succeeded(azure_emulator, sdk):
+    key = _account(sdk)
+    azure_emulator.configure(crash_loops={"web": "Error: loading config: open /config/Caddyfile: no such file"})
+    sdk.containers.container_groups.begin_create_or_update(RG, "emu-group", _group("emuacct1", key)).result()
+
+    for _ in range(3):
+        group = sdk.containers.container_groups.get(RG, "emu-group")
+    logs = sdk.containers.containers.list_logs(RG, "emu-group", "web", tail=1)
+    raw = _arm_get(
+        azure_emulator,
+        sdk,
+        "/providers/Microsoft.ContainerInstance/containerGroups/emu-group/containers/web/logs?api-version=2023-05-01",
+    )
+
+    view = group.containers[0].instance_view
+    assert group.provisioning_state == "Succeeded" and view.current_state.state == "Waiting"
+    assert view.restart_count >= 2
+    assert logs.content == "Error: loading config: open /config/Caddyfile: no such file\n"
+    assert not _spec_problems(raw, _load(ACI_SPEC)["definitions"]["Logs"], ACI_SPEC)
+
+
+def test_an_unregistered_provider_answers_missing_subscription_registration(azure_emulator, sdk):
+    _account(sdk)
+    azure_emulator.configure(unregistered_providers={"Microsoft.ContainerInstance"})
+
+    with pytest.raises(HttpResponseError) as error:
+        sdk.containers.container_groups.get(RG, "emu-group")
+
+    assert (error.value.status_code, error.value.error.code) == (409, "MissingSubscriptionRegistration")
+    assert "'Microsoft.ContainerInstance'" in error.value.message
+
+
+def test_file_shares_follow_the_sku_rules_and_can_be_patched(azure_emulator, sdk):
+    def account(name: str, sku: str, kind: str) -> None:
+        sdk.storage.storage_accounts.begin_create(
+            RG, name, StorageAccountCreateParameters(sku=Sku(name=sku), kind=kind, location=LOCATION)
+        ).result()
+
+    account("premiumv2", "Premium_LRS", "StorageV2")
+    account("premiumfs", "Premium_LRS", "FileStorage")
+    account("provisionedv2", "StandardV2_LRS", "FileStorage")
+    with pytest.raises(HttpResponseError, match="needs the account kind 'FileStorage'"):
+        account("wrongv2", "PremiumV2_LRS", "StorageV2")
+    with pytest.raises(HttpResponseError, match="File is not supported"):
+        sdk.storage.file_shares.create(RG, "premiumv2", "data", FileShare(share_quota=100))
+    with pytest.raises(HttpResponseError, match="between 100 and 102400"):
+        sdk.storage.file_shares.create(RG, "premiumfs", "data", FileShare(share_quota=5))
+    sdk.storage.file_shares.create(RG, "premiumfs", "data", FileShare(share_quota=100))
+    sdk.storage.file_shares.create(RG, "provisionedv2", "data", FileShare(share_quota=32))
+
+    updated = sdk.storage.file_shares.update(RG, "premiumfs", "data", FileShare(share_quota=200))
+    with pytest.raises(HttpResponseError, match="between 100 and 102400"):
+        sdk.storage.file_shares.update(RG, "premiumfs", "data", FileShare(share_quota=50))
+
+    assert updated.share_quota == 200
+    assert [r.method for r in azure_emulator.requests("arm") if r.path.endswith("/shares/data")][-2:] == [
+        "PATCH",
+        "PATCH",
+    ]
 
 
 def test_deleting_twice_is_fine_and_leaves_nothing(azure_emulator, sdk):

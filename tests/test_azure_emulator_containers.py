@@ -154,6 +154,8 @@ def test_a_restart_starts_new_processes_and_a_delete_stops_them(running):
     first = _app_pid(emulator)
 
     running.containers.container_groups.begin_restart(RG, "app").result()
+    for _ in range(2):  # a restart is asynchronous: it happens by the second look
+        running.containers.container_groups.get(RG, "app")
     assert not _alive(first)
     assert _app_pid(emulator) != first
     assert _wait_for(lambda: _pong(port)) == "pong hello"  # the mapping outlives the restart

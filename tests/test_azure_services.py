@@ -48,9 +48,14 @@ def test_an_index_goes_ready_with_its_fqdn_url_and_its_credentials_on_the_share(
     services.index_provision_perform(azure_index.pk)
 
     azure_index.refresh_from_db()
-    label = azure_index.deployment["resources"]["dns_label"]
+    resources = azure_index.deployment["resources"]
+    group = next(iter(azure_emulator.state.container_groups.values()))
     assert azure_index.state == "ready", azure_index.error
-    assert azure_index.url == f"https://{label}.westeurope.azurecontainer.io/simple/"
+    # The FQDN is Azure's (hashed for the TenantReuse scope), read from its answer and stored.
+    assert group.fqdn.startswith(f"{resources['dns_label']}.") and group.fqdn.endswith(".westeurope.azurecontainer.io")
+    assert group.fqdn.count(".") == 4
+    assert azure_index.url == f"https://{group.fqdn}/simple/"
+    assert azure_index.deployment["hostname"] == resources["fqdn"] == group.fqdn
     assert set(azure_index.steps.values_list("state", flat=True)) == {ProvisioningStep.State.DONE}
     account = azure_emulator.state.account(azure_index.deployment["resources"]["storage_account"])
     tokens = json.loads(bytes(account.shares[SHARE_CONFIG].files[TOKENS_PATH].data))["tokens"]
@@ -67,7 +72,7 @@ def test_a_failed_deployment_shows_the_step_and_azures_error_and_retry_resumes_t
 
     azure_index.refresh_from_db()
     assert azure_index.state == "failed"
-    assert azure_index.failed_step == "container_group"
+    assert azure_index.failed_step == "running"
     assert "manifest unknown" in azure_index.error
     azure_emulator.clear_log()
 
@@ -97,6 +102,7 @@ def test_a_taken_storage_account_name_fails_the_index_with_the_azure_message(azu
 def test_restart_and_teardown_from_the_portal_leave_nothing_in_azure(azure_emulator, azure_index, lead):
     services.index_provision_perform(azure_index.pk)
     azure_index.refresh_from_db()
+    azure_emulator.clear_log()
 
     services.index_restart(index=azure_index, actor=lead)
     services.index_restart_perform(azure_index.pk)
@@ -200,4 +206,4 @@ def test_a_worker_killed_mid_provisioning_is_recovered_without_duplicating_anyth
     steps = list(index.steps.filter(operation="provision").values_list("name", flat=True))
     assert len(steps) == len(set(steps))
     group = next(iter(azure_emulator.state.container_groups.values()))
-    assert group.generation == 1  # the re-run's PUT found the same definition and changed nothing
+    assert group.generation == 1  # the re-run read the group, found the same definition and sent nothing

@@ -7,7 +7,9 @@ Shapes follow the published specs (Resources 2025-04-01, Storage 2026-09-01, Con
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -33,8 +35,35 @@ STORAGE_SKUS = {
     "Premium_ZRS",
     "Standard_GZRS",
     "Standard_RAGZRS",
+    # Azure Files provisioned v2, listed in the Storage 2026-09-01 spec's SkuName enum.
+    "StandardV2_LRS",
+    "StandardV2_GRS",
+    "StandardV2_ZRS",
+    "StandardV2_GZRS",
+    "PremiumV2_LRS",
+    "PremiumV2_ZRS",
 }
 STORAGE_KINDS = {"Storage", "StorageV2", "BlobStorage", "FileStorage", "BlockBlobStorage"}
+# Which SKUs hold Azure file shares, by account kind: premium (SSD) and provisioned v2 shares
+# need a FileStorage account; a Premium_LRS StorageV2 account has no Azure Files at all.
+# https://learn.microsoft.com/en-us/azure/storage/files/storage-files-planning#management-concepts
+# https://learn.microsoft.com/en-us/azure/storage/files/understanding-billing
+FILESTORAGE_SKUS = {"Premium_LRS", "Premium_ZRS", *(sku for sku in STORAGE_SKUS if "V2_" in sku)}
+# Smallest share in GiB per billing model ("Understand Azure Files billing"): provisioned v1
+# (Premium) 100 GiB, provisioned v2 32 GiB, pay-as-you-go (Standard) 1 GiB.
+SHARE_MINIMUM_GIB = {"Premium_LRS": 100, "Premium_ZRS": 100, **{sku: 32 for sku in STORAGE_SKUS if "V2_" in sku}}
+# The reuse scopes of a container group's DNS name label (ACI 2023-05-01 spec, IpAddress).
+DNS_LABEL_SCOPES = {"Unsecure", "TenantReuse", "SubscriptionReuse", "ResourceGroupReuse", "Noreuse"}
+DOCKER_HUB = "docker.io"
+
+
+def image_registry(image: str) -> str:
+    """The registry an image reference pulls from (Docker's rule: a first part with a dot or a
+    colon is a host, anything else is Docker Hub)."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return "docker.io" if first in ("index.docker.io", "registry-1.docker.io") else first
+    return DOCKER_HUB
 
 
 class ArmService:
@@ -87,6 +116,13 @@ class ArmService:
             self.get_share,
             "Microsoft.Storage/storageAccounts/fileServices/shares",
             "read",
+        )
+        route(
+            "PATCH",
+            _SA + r"/fileservices/default/shares/(?P<share>[^/]+)$",
+            self.patch_share,
+            "Microsoft.Storage/storageAccounts/fileServices/shares",
+            "write",
         )
         route(
             "DELETE",
@@ -152,6 +188,16 @@ class ArmService:
                     f"The client '{issued.client_id}' with object id '{issued.client_id}' does not have "
                     f"authorization to perform action '{action}' over scope '{scope}' or the scope is "
                     "invalid. If access was recently granted, please refresh your credentials.",
+                )
+            namespace = rtype.split("/")[0]
+            if any(namespace.lower() == n.lower() for n in self.state.unregistered_providers):
+                # The first use of a provider in a subscription where nobody registered it.
+                # https://learn.microsoft.com/en-us/azure/azure-resource-manager/troubleshooting/error-register-resource-provider
+                return arm_error(
+                    409,
+                    "MissingSubscriptionRegistration",
+                    f"The subscription is not registered to use namespace '{namespace}'. See "
+                    "https://aka.ms/rps-not-found for how to register subscriptions.",
                 )
             with self.state.lock:
                 response = handler(request, **args)
@@ -303,6 +349,17 @@ class ArmService:
                 "InvalidRequestContent",
                 "The request content was invalid: sku.name, kind and location are required.",
             )
+        if kind == "FileStorage" and sku not in FILESTORAGE_SKUS:
+            return arm_error(
+                400,
+                "InvalidRequestContent",
+                f"The SKU '{sku}' is not supported for the account kind 'FileStorage': use Premium_LRS, "
+                "Premium_ZRS or a provisioned v2 SKU.",
+            )
+        if "V2_" in sku and kind != "FileStorage":
+            return arm_error(
+                400, "InvalidRequestContent", f"The provisioned v2 SKU '{sku}' needs the account kind 'FileStorage'."
+            )
         existing = self.state.account(account)
         if (
             existing is not None and self._find_account(sub, rg, account) is None
@@ -390,20 +447,34 @@ class ArmService:
             },
         }
 
+    def _share_problem(self, account: StorageAccount, quota: int) -> Response | None:
+        if account.sku.startswith("Premium") and account.kind != "FileStorage":
+            # Premium StorageV2 accounts are for page blobs; they have no file service.
+            return arm_error(
+                400,
+                "FeatureNotSupportedForAccount",
+                f"File is not supported for the account: a {account.sku} {account.kind} account has no Azure "
+                "Files; premium file shares need the FileStorage kind.",
+            )
+        minimum = SHARE_MINIMUM_GIB.get(account.sku, 1)
+        if not minimum <= quota <= 102400:
+            return arm_error(
+                400,
+                "InvalidHeaderValue",
+                "The value for one of the HTTP headers is not in the correct format. Share quota must be between "
+                f"{minimum} and 102400 GiB for {account.sku}.",
+            )
+        return None
+
     def put_share(self, request: Request, sub: str, rg: str, account: str, share: str) -> Response:
         found = self._find_account(sub, rg, account)
         if found is None:
             return self._account_missing(account)
         props = request.json().get("properties") or {}
         quota = int(props.get("shareQuota") or 5120)
-        minimum = 100 if found.sku.startswith("Premium") else 1
-        if not minimum <= quota <= 102400:
-            return arm_error(
-                400,
-                "InvalidHeaderValue",
-                "The value for one of the HTTP headers is not in the correct format. Share quota must be between "
-                f"{minimum} and 102400 GiB.",
-            )
+        problem = self._share_problem(found, quota)
+        if problem is not None:
+            return problem
         existing = found.shares.get(share)
         if existing is not None:
             existing.quota_gb = quota
@@ -411,6 +482,21 @@ class ArmService:
         created = self.state.new_share(share, quota_gb=quota, protocols=props.get("enabledProtocols") or "SMB")
         found.shares[share] = created
         return json_response(201, self._share_body(found, created))
+
+    def patch_share(self, request: Request, sub: str, rg: str, account: str, share: str) -> Response:
+        """FileShares_Update: only the properties sent change."""
+        found = self._find_account(sub, rg, account)
+        if found is None or share not in found.shares:
+            return arm_error(404, "ShareNotFound", "The specified share does not exist.")
+        existing = found.shares[share]
+        props = request.json().get("properties") or {}
+        quota = int(props.get("shareQuota") or existing.quota_gb)
+        problem = self._share_problem(found, quota)
+        if problem is not None:
+            return problem
+        existing.quota_gb = quota
+        existing.etag = f'"0x{time.time_ns():X}"'
+        return json_response(200, self._share_body(found, existing))
 
     def get_share(self, request: Request, sub: str, rg: str, account: str, share: str) -> Response:
         found = self._find_account(sub, rg, account)
@@ -429,16 +515,58 @@ class ArmService:
         return (sub.lower(), rg.lower(), cg.lower())
 
     def _advance(self, group: ContainerGroup) -> None:
-        """Every look at a deploying group moves it one step towards Running."""
+        """Every look at a group moves it one step: a deployment towards Running, a restart towards
+        done, a crash-looping container through one more restart."""
+        if group.restart_pending:
+            # A restart is asynchronous: the first looks still show the containers from before.
+            if group.restart_polls > 0:
+                group.restart_polls -= 1
+                return
+            group.restart_pending = False
+            if not group.stalled:
+                self._run_containers(group, restarted=True)
+            return
+        if group.stalled:
+            # A volume that cannot be mounted: the deployment hangs, the events say why.
+            for container in group.definition["containers"]:
+                self._event(group, container["name"], "FailedMount", group.stalled, warning=True)
+            return
         if group.pending_polls > 0:
             group.pending_polls -= 1
             if group.pending_polls == 0 and not group.failure:
-                group.started = iso_now()
-                for container in group.definition["containers"]:
-                    self._event(group, container["name"], "Started", f"Started container {container['name']}")
+                self._run_containers(group)
+            return
+        if not group.failure and not group.stopped:
+            for name, output in group.crash_loops.items():
+                group.restart_counts[name] = group.restart_counts.get(name, 0) + 1
+                group.logs.setdefault(name, []).extend(output.splitlines())
+                self._event(group, name, "BackOff", f"Back-off restarting failed container {name}", warning=True)
 
-    def _event(self, group: ContainerGroup, container: str, name: str, message: str) -> None:
+    def _run_containers(self, group: ContainerGroup, *, restarted: bool = False) -> None:
+        """The containers (re)start now: new start time, events, a first log line each (and, with
+        a runtime, a restart starts the processes again)."""
+        group.started = iso_now()
+        if restarted and self.runtime is not None:
+            group.failure = self.runtime.start(group)
+        for container in group.definition["containers"]:
+            name = container["name"]
+            if restarted:
+                group.restart_counts[name] = group.restart_counts.get(name, 0) + 1
+                self._event(group, name, "Killing", f"Killing container {name} for restart")
+            self._event(group, name, "Started", f"Started container {name}")
+            image = container["properties"]["image"]
+            group.logs.setdefault(name, []).append(f"{group.started} emulator: started {image}")
+            output = group.crash_loops.get(name)
+            if output:
+                group.logs[name].extend(output.splitlines())
+
+    def _event(self, group: ContainerGroup, container: str, name: str, message: str, *, warning: bool = False) -> None:
         now = iso_now()
+        last = next((e for e in reversed(group.events) if e["container"] == container), None)
+        if last is not None and (last["name"], last["message"]) == (name, message):
+            last["count"] += 1  # Azure folds repeated events into one with a count
+            last["lastTimestamp"] = now
+            return
         group.events.append(
             {
                 "container": container,
@@ -447,7 +575,7 @@ class ArmService:
                 "lastTimestamp": now,
                 "name": name,
                 "message": message,
-                "type": "Normal" if name != "Failed" else "Warning",
+                "type": "Warning" if warning or name == "Failed" else "Normal",
             }
         )
 
@@ -455,7 +583,7 @@ class ArmService:
         """(provisioningState, instanceView.state)."""
         if group.failure:
             return "Failed", "Failed"
-        if group.pending_polls > 0:
+        if group.pending_polls > 0 or group.stalled:
             return "Pending", "Pending"
         if group.stopped:
             return "Succeeded", "Stopped"
@@ -467,28 +595,37 @@ class ArmService:
         for container in properties["containers"]:
             name = container["name"]
             current: dict[str, object]
-            if state == "Running":
+            previous: dict[str, object] | None = None
+            if state == "Running" and name in group.crash_loops and not group.restart_pending:
+                # Crash loops keep provisioningState Succeeded: only the container shows them.
+                # https://learn.microsoft.com/en-us/azure/container-instances/container-instances-troubleshooting
+                current = {"state": "Waiting", "detailStatus": "CrashLoopBackOff: Back-off restarting failed"}
+                previous = {"state": "Terminated", "exitCode": 1, "startTime": group.started, "detailStatus": "Error"}
+            elif state == "Running":
                 current = {"state": "Running", "startTime": group.started, "detailStatus": ""}
             elif state == "Stopped":
                 current = {"state": "Terminated", "exitCode": 0, "detailStatus": "Stopped"}
             else:
-                current = {"state": "Waiting", "detailStatus": group.failure or "ContainerCreating"}
-            if self.runtime is not None and state == "Running":
-                current = self.runtime.container_state(group, name) or current
-            container["properties"]["instanceView"] = {
+                current = {"state": "Waiting", "detailStatus": group.failure or group.stalled or "ContainerCreating"}
+            if self.runtime is not None and state == "Running" and previous is None:
+                current = self.runtime.container_state(group, name) or current  # the processes' own state
+            view: dict[str, object] = {
                 "restartCount": group.restart_counts.get(name, 0),
                 "currentState": current,
                 "events": [
                     {k: v for k, v in e.items() if k != "container"} for e in group.events if e["container"] == name
                 ][-10:],
             }
+            if previous:
+                view["previousState"] = previous
+            container["properties"]["instanceView"] = view
         properties["provisioningState"] = provisioning
         properties["instanceView"] = {"state": state, "events": []}
         ip = properties.get("ipAddress")
         if ip is not None:
             ip["ip"] = f"20.0.{hash(group.name) % 250}.{len(group.name)}"
-            if ip.get("dnsNameLabel"):
-                ip["fqdn"] = f"{ip['dnsNameLabel']}.{group.location.lower()}.azurecontainer.io"
+            if group.fqdn:
+                ip["fqdn"] = group.fqdn
         return {
             "id": f"/subscriptions/{group.subscription}/resourceGroups/{group.resource_group}/providers/"
             f"Microsoft.ContainerInstance/containerGroups/{group.name}",
@@ -496,8 +633,30 @@ class ArmService:
             "type": "Microsoft.ContainerInstance/containerGroups",
             "location": group.location,
             "tags": group.tags,
+            **({"identity": group.identity} if group.identity else {}),
             "properties": properties,
         }
+
+    def _fqdn(self, sub: str, rg: str, location: str, ip: dict) -> str:
+        """The host name ARM gives a label. A reuse scope adds a hash of the label and the scope
+        (tenant, subscription, resource group), so a released label cannot be claimed by another
+        tenant: <label>.<hash>.<region>.azurecontainer.io.
+        https://learn.microsoft.com/en-us/azure/container-instances/how-to-reuse-dns-names"""
+        label = ip.get("dnsNameLabel") or ""
+        if not label:
+            return ""
+        region = location.lower().replace(" ", "")
+        scope = ip.get("autoGeneratedDomainNameLabelScope") or "Unsecure"
+        if scope == "Unsecure":
+            return f"{label}.{region}.azurecontainer.io"
+        parts = {
+            "TenantReuse": [self.state.tenant_id],
+            "SubscriptionReuse": [self.state.tenant_id, sub.lower()],
+            "ResourceGroupReuse": [self.state.tenant_id, sub.lower(), rg.lower()],
+        }.get(scope, [new_id()])  # Noreuse: a new hash every time
+        digest = hashlib.sha256("|".join([label, scope, *parts]).encode()).digest()
+        hashed = base64.b32encode(digest).decode().lower()[:16]
+        return f"{label}.{hashed}.{region}.azurecontainer.io"
 
     def _validate_group(self, sub: str, body: dict, name: str) -> Response | None:
         props = body.get("properties") or {}
@@ -562,6 +721,17 @@ class ArmService:
             label = ip.get("dnsNameLabel")
             if label and not DNS_LABEL_RE.match(label):
                 return arm_error(400, "InvalidDnsNameLabel", f"The DNS name label '{label}' is invalid.")
+            scope = ip.get("autoGeneratedDomainNameLabelScope")
+            if scope is not None and scope not in DNS_LABEL_SCOPES:
+                return arm_error(
+                    400,
+                    "InvalidAutoGeneratedDomainNameLabelScope",
+                    f"The autoGeneratedDomainNameLabelScope '{scope}' is invalid: use one of "
+                    f"{', '.join(sorted(DNS_LABEL_SCOPES))}.",
+                )
+        problem = self._registry_problem(body, name)
+        if problem is not None:
+            return problem
         if self.state.core_quota is not None:
             location = body["location"].lower()
             used = sum(
@@ -577,6 +747,42 @@ class ArmService:
                     f"Resource type 'Microsoft.ContainerInstance/containerGroups' container group quota "
                     f"'StandardCores' exceeded in region '{location}'. Limit: '{self.state.core_quota:g}', "
                     f"Usage: '{used:g}' Requested: '{wanted:g}'.",
+                )
+        return None
+
+    def _registry_problem(self, body: dict, name: str) -> Response | None:
+        """Registry credentials must name a user-assigned identity of the group, and anonymous
+        pulls from a throttled registry (Docker Hub from Azure's shared addresses) fail at once.
+        https://learn.microsoft.com/en-us/azure/container-instances/using-azure-container-registry-mi
+        https://learn.microsoft.com/en-us/azure/container-registry/buffer-gate-public-content"""
+        props = body.get("properties") or {}
+        identities = {i.lower() for i in ((body.get("identity") or {}).get("userAssignedIdentities") or {})}
+        servers = set()
+        for credential in props.get("imageRegistryCredentials") or []:
+            server = (credential.get("server") or "").lower()
+            identity = credential.get("identity")
+            if identity and identity.lower() not in identities:
+                return arm_error(
+                    400,
+                    "InvalidImageRegistryCredentialIdentity",
+                    f"The identity '{identity}' of the image registry credential for '{server}' is not a "
+                    f"user-assigned identity of container group '{name}'.",
+                )
+            if not identity and not (credential.get("username") and credential.get("password")):
+                return arm_error(
+                    400,
+                    "InvalidImageRegistryCredential",
+                    f"The image registry credential for '{server}' needs an identity or a username and password.",
+                )
+            servers.add(server)
+        for container in props.get("containers") or []:
+            registry = image_registry(container["properties"]["image"])
+            if registry in self.state.throttled_registries and registry not in servers:
+                shown = "index.docker.io" if registry == DOCKER_HUB else registry
+                return arm_error(
+                    409,
+                    "RegistryErrorResponse",
+                    f"An error response is received from the docker registry '{shown}'. Please retry later.",
                 )
         return None
 
@@ -598,12 +804,20 @@ class ArmService:
         return ""
 
     def _start_deployment(self, request: Request, sub: str, group: ContainerGroup) -> str:
-        forced = self.state.group_failures.pop(group.name, None) or self.state.group_failures.pop("*", None)
-        group.failure = forced or self._mount_failure(group)
-        if not group.failure and self.runtime is not None:
+        failures = self.state.group_failures
+        group.failure = failures.pop(group.name, None) or failures.pop("*", None) or ""
+        # A mount that fails does not fail the deployment: it hangs, with events saying why.
+        group.stalled = "" if group.failure else self._mount_failure(group)
+        if not group.failure and not group.stalled and self.runtime is not None:
             group.failure = self.runtime.start(group)
         group.pending_polls = self.state.group_polls
+        group.restart_pending = False
         group.stopped = False
+        group.crash_loops = {
+            c["name"]: self.state.crash_loops[c["name"]]
+            for c in group.definition["containers"]
+            if c["name"] in self.state.crash_loops
+        }
         for container in group.definition["containers"]:
             image = container["properties"]["image"]
             self._event(group, container["name"], "Pulling", f'pulling image "{image}"')
@@ -616,6 +830,15 @@ class ArmService:
             f"{quote(group.location)}/operations/{op_id}?api-version={self._api_version(request)}"
         )
 
+    def _label_taken(self, key: tuple[str, str, str], fqdn: str, ip: dict) -> bool:
+        if not fqdn:
+            return False
+        if (ip.get("autoGeneratedDomainNameLabelScope") or "Unsecure") == "Unsecure" and (
+            ip.get("dnsNameLabel") in self.state.taken_dns_labels
+        ):
+            return True
+        return any(g.fqdn == fqdn for k, g in self.state.container_groups.items() if k != key)
+
     def put_group(self, request: Request, sub: str, rg: str, cg: str) -> Response:
         if (sub.lower(), rg.lower()) not in self.state.resource_groups:
             return self._rg_missing(rg)
@@ -627,10 +850,32 @@ class ArmService:
         definition = copy.deepcopy(body["properties"])
         definition.pop("provisioningState", None)
         definition.pop("instanceView", None)
+        identity = copy.deepcopy(body.get("identity") or {})
         existing = self.state.container_groups.get(key)
-        if existing is not None and existing.definition == definition and not existing.failure:
-            # Nothing changed: ARM answers the current resource and an operation that is done.
+        if existing is not None and existing.failure:
+            # "Terminated or deleted container groups can't be updated ... the group must be
+            # deployed as new." https://learn.microsoft.com/en-us/azure/container-instances/container-instances-update
+            return arm_error(
+                409,
+                "ContainerGroupTerminated",
+                f"The container group '{cg}' is in Failed state and can't be updated. Delete it and create it again.",
+            )
+        ip = definition.get("ipAddress") or {}
+        fqdn = self._fqdn(sub, rg, body["location"], ip)
+        if existing is not None and existing.fqdn and existing.definition.get("ipAddress", {}) == ip:
+            fqdn = existing.fqdn  # the same label and scope keep their host name (even with Noreuse)
+        if self._label_taken(key, fqdn, ip):
+            return arm_error(
+                400,
+                "DnsNameLabelAlreadyTaken",
+                f"The DNS name label '{ip.get('dnsNameLabel')}' in container group '{cg}' is not available. Try "
+                "using a different label.",
+            )
+        if existing is not None and (existing.definition, existing.identity) == (definition, identity):
+            # Re-sending unchanged properties restarts the containers in place (the "update
+            # containers" page): the PUT answers at once and the restart shows later.
             existing.tags = body.get("tags") or {}
+            existing.restart_pending, existing.restart_polls = True, self.state.restart_polls
             op_id = new_id()
             self.state.operations[op_id] = Operation("cg", key, status="Succeeded")
             async_url = (
@@ -642,13 +887,16 @@ class ArmService:
             )
         if existing is not None:
             existing.definition = definition
+            existing.identity = identity
             existing.tags = body.get("tags") or {}
             existing.generation += 1
             existing.restart_counts = {}
             group = existing
         else:
             group = ContainerGroup(sub, rg, cg, body["location"], body.get("tags") or {}, definition)
+            group.identity = identity
             self.state.container_groups[key] = group
+        group.fqdn = fqdn
         async_url = self._start_deployment(request, sub, group)
         status = 200 if existing is not None else 201
         return json_response(status, self._group_body(group), {"Azure-AsyncOperation": async_url, "Retry-After": "0"})
@@ -722,18 +970,15 @@ class ArmService:
         if action == "restart":
             if group.failure:
                 return arm_error(409, "ContainerGroupNotRunning", f"Container group '{cg}' is not running.")
-            for container in group.definition["containers"]:
-                group.restart_counts[container["name"]] = group.restart_counts.get(container["name"], 0) + 1
-                self._event(group, container["name"], "Killing", f"Killing container {container['name']} for restart")
-            group.pending_polls = self.state.group_polls
-            if self.runtime is not None:
-                self.runtime.start(group)
+            # Asynchronous: 204 now, and the next GETs still show the containers from before.
+            group.restart_pending, group.restart_polls = True, self.state.restart_polls
             return Response(204)
         async_url = self._start_deployment(request, sub, group)  # start
         return Response(202, b"", {"Azure-AsyncOperation": async_url, "Retry-After": "0"})
 
     def container_logs(self, request: Request, sub: str, rg: str, cg: str, container: str) -> Response:
-        """Containers_ListLogs: `{"content": ...}`, the last `tail` lines when asked."""
+        """Containers_ListLogs: {"content": the last `tail` lines}, like `az container logs`.
+        https://learn.microsoft.com/en-us/azure/container-instances/container-instances-get-logs"""
         group = self.state.container_groups.get(self._group_key(sub, rg, cg))
         if group is None or container not in {c["name"] for c in group.definition["containers"]}:
             return arm_error(
@@ -743,10 +988,21 @@ class ArmService:
                 f"resource group '{rg}' was not found.",
             )
         tail = request.query.get("tail")
-        content = self.runtime.logs(group, container, int(tail) if tail else None) if self.runtime else ""
-        return json_response(200, {"content": content})
+        count = int(tail) if tail is not None and tail.isdigit() else None
+        if self.runtime is not None:  # the processes' real output
+            return json_response(200, {"content": self.runtime.logs(group, container, count)})
+        lines = group.logs.get(container, [])
+        if count is not None:
+            lines = lines[-count:] if count else []
+        return json_response(200, {"content": "".join(f"{line}\n" for line in lines)})
 
     # --- Test helpers (called with the state lock held by the caller or alone).
+    def crash_loop(self, group_name: str, container: str, output: str) -> None:
+        """From now on `container` exits right after printing `output`, and restarts."""
+        for group in self.state.container_groups.values():
+            if group.name == group_name:
+                group.crash_loops[container] = output
+
     def crash_container(self, group_name: str, container: str) -> None:
         for group in self.state.container_groups.values():
             if group.name == group_name:

@@ -195,6 +195,7 @@ class AzureEmulator:
         self.subscription_id = subscription_id
         self.state = EmulatorState(storage_dir=self.cert_dir / "files")
         self.state.clients[client_id] = client_secret
+        self.state.tenant_id = tenant_id
         self.faults = FaultBook()
         self.public_url = ""
         self.arm = ArmService(self.state, self.file_endpoint)
@@ -339,10 +340,12 @@ class AzureEmulator:
 
     def configure(self, **options: object) -> None:
         """Behaviour switches: core_quota, taken_storage_names, denied_actions, group_failures,
-        storage_polls, group_polls."""
+        storage_polls, group_polls, restart_polls, throttled_registries, unregistered_providers,
+        taken_dns_labels, crash_loops."""
+        sets = ("taken_storage_names", "denied_actions", "throttled_registries", "unregistered_providers")
         with self.state.lock:
             for name, value in options.items():
-                if name in ("taken_storage_names", "denied_actions"):
+                if name in (*sets, "taken_dns_labels"):
                     value = set(value)  # type: ignore[call-overload]
                 if not hasattr(self.state, name):
                     raise ValueError(f"unknown emulator option {name!r}")
@@ -354,6 +357,7 @@ class AzureEmulator:
                 self.arm.runtime.stop_all()
             self.state.reset()
         self.state.clients[self.client_id] = self.client_secret
+        self.state.tenant_id = self.tenant_id
         self.faults.clear()
         self.faults.clear_log()
 

@@ -27,6 +27,8 @@ def public_definition(definition: dict) -> dict:
     out = copy.deepcopy(definition)
     for volume in out.get("volumes") or []:
         (volume.get("azureFile") or {}).pop("storageAccountKey", None)
+    for credential in out.get("imageRegistryCredentials") or []:
+        credential.pop("password", None)
     for container in out.get("containers") or []:
         for variable in (container.get("properties") or {}).get("environmentVariables") or []:
             variable.pop("secureValue", None)
@@ -178,6 +180,13 @@ class ContainerGroup:
     events: list[dict] = field(default_factory=list)
     started: str = ""
     generation: int = 1  # bumped by a changed definition, so tests can see updates
+    identity: dict = field(default_factory=dict)  # the "identity" object as sent
+    fqdn: str = ""  # chosen by ARM from the label and its reuse scope
+    restart_pending: bool = False  # restarted, but not visible yet
+    restart_polls: int = 0  # GETs still answered with the state from before the restart
+    stalled: str = ""  # why the deployment hangs (an Azure Files mount that fails)
+    crash_loops: dict[str, str] = field(default_factory=dict)  # container -> what it prints before exiting
+    logs: dict[str, list[str]] = field(default_factory=dict)  # container -> output lines
 
 
 @dataclass
@@ -240,6 +249,18 @@ class EmulatorState:
             self.storage_polls = 1
             self.group_polls = 1
             self.clients: dict[str, str] = {}  # client id -> secret
+            self.tenant_id = ""
+            # Registries that throttle anonymous pulls, e.g. {"docker.io"}: a group pulling from
+            # them without imageRegistryCredentials gets 409 RegistryErrorResponse.
+            self.throttled_registries: set[str] = set()
+            # Resource provider namespaces the subscription is not registered for.
+            self.unregistered_providers: set[str] = set()
+            # DNS name labels (region-wide, Unsecure scope) held by someone else in the world.
+            self.taken_dns_labels: set[str] = set()
+            # Container name -> what it prints before it exits: that container crash-loops.
+            self.crash_loops: dict[str, str] = {}
+            # GETs after a restart that still show the state from before it.
+            self.restart_polls = 1
         self.sweep_storage()
 
     # --- Helpers used by both services.
@@ -283,6 +304,7 @@ class EmulatorState:
                         "generation": g.generation,
                         "restart_counts": dict(g.restart_counts),
                         "failure": g.failure,
+                        "fqdn": g.fqdn,
                     }
                     for key, g in sorted(self.container_groups.items())
                 },

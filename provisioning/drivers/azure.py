@@ -3,8 +3,11 @@
 
 This is the only module that imports azure.*. Clients are created lazily from settings (ARM
 base URL, file endpoint template, CA bundle), so the same code runs against Azure and against
-`devtools.azure_emulator`. Every step is idempotent: ARM PUTs are create-or-update with the same
-body, files are only written when missing or different, deletes of missing things succeed.
+`devtools.azure_emulator`. Every step is idempotent: storage PUTs are create-or-update with the
+same body; the container group is read first and sent only when it differs (Azure restarts every
+container on an unchanged PUT); files are only written when missing or different; deletes of
+missing things succeed. The FQDN is Azure's (reuse-protected, hashed) and recorded in the
+placement's resources, which the portal stores after each attempt (`settled_placement`).
 Storage keys are fetched when needed, kept in this process's memory for a few minutes, and never
 stored in the database or logged.
 """
@@ -12,6 +15,7 @@ stored in the database or logged.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import re
 import threading
@@ -46,6 +50,7 @@ from azure.mgmt.storage.models import (
 from azure.storage.fileshare import ShareClient, ShareServiceClient
 from django.conf import settings
 
+from provisioning.azure_settings import azure_setting_problems, share_quota_gib, storage_kind
 from provisioning.certs import CertificateStatus, inspect_certificate
 from provisioning.drivers.base import (
     ContainerStatus,
@@ -59,9 +64,13 @@ from provisioning.drivers.base import (
 from provisioning.spec import (
     AZURE_HTTP_PORT,
     AZURE_HTTPS_PORT,
+    CADDYFILE_PATH,
     SERVER_PORT,
+    SHARE_CONFIG,
+    ConfigFile,
     IndexSpec,
     Placement,
+    index_caddyfile,
 )
 
 T = TypeVar("T")
@@ -85,11 +94,22 @@ PERMANENT_CODES = {
     "InvalidResourceGroupLocation",
     "ContainerGroupDeploymentFailed",
     "ShareSizeLimitReached",
+    "MissingSubscriptionRegistration",
+    "FeatureNotSupportedForAccount",
+    "DnsNameLabelAlreadyTaken",
 }
-TRANSIENT_STATUSES = {408, 409, 423, 429, 500, 502, 503, 504}
+# The built-in role that grants an action the driver needs, by the action's prefix.
+# https://learn.microsoft.com/en-us/azure/role-based-access-control/built-in-roles
+ROLE_FOR_ACTION = (
+    ("Microsoft.ManagedIdentity/", "Managed Identity Operator (on the registry pull identity)"),
+    ("Microsoft.Storage/", "Storage Account Contributor"),
+    ("Microsoft.ContainerInstance/", "Contributor"),
+    ("Microsoft.Resources/", "Contributor"),
+)
+FQDN_SUFFIX = "azurecontainer.io"
 
 
-def _short_hash(index_id: int, length: int) -> str:
+def _short_hash(index_id: int | str, length: int) -> str:
     salt = settings.AZURE_NAME_SALT
     return hashlib.sha256(f"{salt}:{index_id}".encode()).hexdigest()[:length]
 
@@ -101,12 +121,14 @@ def storage_account_name(index_id: int, name: str) -> str:
     return f"{letters}{_short_hash(index_id, 8)}"[:24]
 
 
-def dns_label(index_id: int, name: str) -> str:
-    """A DNS label (<= 63 characters) that is the host name's first part, unique per index."""
+def dns_label(index_id: int, name: str, attempt: int = 0) -> str:
+    """A DNS label (<= 63 characters) that is the host name's first part, unique per index;
+    `attempt` > 0 gives another one, for when Azure says the label is taken."""
     stem = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:56].rstrip("-") or "index"
     if not stem[0].isalpha():  # ACI labels must start with a letter
         stem = f"i{stem}"[:56].rstrip("-")
-    return f"{stem}-{_short_hash(index_id, 6)}"
+    suffix = _short_hash(index_id if attempt == 0 else f"{index_id}:{attempt}", 6)
+    return f"{stem}-{suffix}"
 
 
 def _memory_gb(value: float) -> float:
@@ -136,20 +158,55 @@ def _error_code(exc: BaseException) -> str:
     return str(code)
 
 
+def _fix_for(exc: HttpResponseError) -> str:
+    """What an operator does about an error a retry cannot fix, or about a throttled pull."""
+    code = _error_code(exc)
+    text = _azure_message(exc)
+    if code == "MissingSubscriptionRegistration":
+        # https://learn.microsoft.com/en-us/azure/azure-resource-manager/troubleshooting/error-register-resource-provider
+        found = re.search(r"namespace '([^']+)'", text)
+        namespace = found.group(1) if found else "Microsoft.ContainerInstance"
+        return (
+            f" The subscription is not registered for the resource provider {namespace}: someone with rights on "
+            f"the subscription runs `az provider register --namespace {namespace}` once, then Retry."
+        )
+    if code in {"AuthorizationFailed", "LinkedAuthorizationFailed"}:
+        found = re.search(r"perform action '([^']+)' over scope '([^']+)'", text)
+        action, scope = found.groups() if found else ("", "the resource group")
+        role = next((r for prefix, r in ROLE_FOR_ACTION if action.lower().startswith(prefix.lower())), "Contributor")
+        return (
+            f" The portal's identity needs the {role} role (or a role allowing {action or 'this action'}) on "
+            f'{scope}: `az role assignment create --assignee <portal identity> --role "{role.split(" (")[0]}" '
+            f"--scope {scope}`, then Retry."
+        )
+    if code == "RegistryErrorResponse":
+        # https://learn.microsoft.com/en-us/azure/container-registry/buffer-gate-public-content
+        return (
+            " The image registry refused or throttled the pull (Docker Hub limits anonymous pulls from Azure's "
+            "shared addresses). Retry later, or import the images into a registry once and set "
+            "AZURE_REGISTRY_SERVER with its credentials (README, 'Images')."
+        )
+    return ""
+
+
 def to_driver_error(exc: BaseException, doing: str) -> DriverError:
     """An SDK exception as a DriverError with Azure's message, flagged permanent when a retry
-    of the same call cannot succeed (bad names, quotas, missing rights)."""
+    of the same call cannot succeed (bad names, quotas, missing rights, unregistered providers)."""
     message = f"{doing}: {_azure_message(exc)}"
     if isinstance(exc, CredentialUnavailableError):
         return DriverError(f"{doing}: no Azure credential is available ({_azure_message(exc)})", permanent=True)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return DriverError(f"{doing}: Azure did not answer ({_azure_message(exc)})", permanent=False)
+    if isinstance(exc, HttpResponseError) and not isinstance(exc, ClientAuthenticationError):
+        code = _error_code(exc)
+        # A pull refused by the registry is worth retrying; everything else here needs an operator.
+        permanent = code != "RegistryErrorResponse" and (
+            code in PERMANENT_CODES or exc.status_code in {400, 401, 403, 404, 413}
+        )
+        return DriverError(message + _fix_for(exc), permanent=permanent)
     if isinstance(exc, ClientAuthenticationError):
         # A refused token (wrong secret, missing role assignment) needs an operator, not a retry.
-        return DriverError(message, permanent=True)
-    if isinstance(exc, HttpResponseError):
-        permanent = _error_code(exc) in PERMANENT_CODES or exc.status_code in {400, 401, 403, 404, 413}
-        return DriverError(message, permanent=permanent)
+        return DriverError(message + _fix_for(exc), permanent=True)
     return DriverError(message, permanent=False)
 
 
@@ -242,8 +299,12 @@ class AzureDriver(Driver):
 
     # --- names
     def reserve(self, *, index_id: int, name: str, previous: dict | None) -> Placement:
-        """The host name `<label>.<region>.azurecontainer.io` (Let's Encrypt through Caddy) and
-        the resource names, all derived from the index, so a retry lands on the same resources."""
+        """The resource names, all derived from the index, so a retry lands on the same resources.
+        The host name is provisional: Azure decides the FQDN (a reuse scope adds a hash) and
+        `settled_placement` reports it once the container group exists."""
+        problems = azure_setting_problems()
+        if problems:
+            raise DriverError(" ".join(f"{problem} {fix}" for problem, fix in problems), permanent=True)
         if previous and (previous.get("resources") or {}).get("driver") == self.name:
             return Placement.from_dict(previous)
         location = settings.AZURE_LOCATION.lower().replace(" ", "")
@@ -259,7 +320,7 @@ class AzureDriver(Driver):
                 permanent=True,
             )
         return Placement(
-            hostname=f"{label}.{location}.azurecontainer.io",
+            hostname=f"{label}.{location}.{FQDN_SUFFIX}",
             https_port=AZURE_HTTPS_PORT,
             http_port=AZURE_HTTP_PORT,
             server_port=SERVER_PORT,
@@ -273,18 +334,26 @@ class AzureDriver(Driver):
                 "storage_account": storage_account_name(index_id, name),
                 "container_group": label,
                 "dns_label": label,
+                "dns_label_attempt": 0,
+                "dns_label_scope": settings.AZURE_DNS_LABEL_SCOPE,
+                "fqdn": "",
             },
         )
 
+    def settled_placement(self, spec: IndexSpec) -> Placement:
+        """The placement with the FQDN Azure gave the container group (read from its answer)."""
+        fqdn = spec.placement.resources.get("fqdn") or spec.placement.hostname
+        return dataclasses.replace(spec.placement, hostname=fqdn, resources=dict(spec.placement.resources))
+
     @staticmethod
-    def _names(spec: IndexSpec) -> dict[str, str]:
+    def _names(spec: IndexSpec) -> dict[str, Any]:
         return spec.placement.resources
 
     # --- steps
     def deploy_steps(self, spec: IndexSpec) -> list[DeployStep]:
         names = self._names(spec)
-        # The group the create step's final GET returned: the wait step's first look needs no request.
-        created: dict[str, aci.ContainerGroup] = {}
+        # The group the create step just read or created: the next steps' first look needs no request.
+        seen: dict[str, aci.ContainerGroup] = {}
         return [
             DeployStep(
                 "resource_group", f"Resource group {names['resource_group']}", lambda: self._ensure_resource_group(spec)
@@ -299,17 +368,25 @@ class AzureDriver(Driver):
                 "File shares " + ", ".join(s.name for s in spec.shares),
                 lambda: self._ensure_shares(spec),
             ),
-            DeployStep("config", "Write the Caddy and index server configuration", lambda: self.write_config(spec)),
+            DeployStep("config", "Write the index server configuration", lambda: self._write_config(spec)),
+            # Rechecked on every attempt (a GET; it is only sent again when it differs), so a
+            # retry recreates a group that failed after it was created.
             DeployStep(
                 "container_group",
                 f"Container group {names['container_group']}",
-                lambda: created.update(group=self._ensure_container_group(spec)),
+                lambda: seen.update(group=self._ensure_container_group(spec)),
+                rerun=True,
+            ),
+            DeployStep(
+                "caddyfile",
+                "Write the Caddy configuration for the host name Azure gave",
+                lambda: self._write_caddyfile(spec, seen),
             ),
             # A live condition: checked again on every attempt (see DeployStep).
             DeployStep(
                 "running",
                 "Wait until the containers run",
-                lambda: self._wait_running(spec, created.pop("group", None)),
+                lambda: self._wait_running(spec, seen.pop("group", None)),
                 rerun=True,
             ),
             # Ready means clients can connect: Caddy holds a certificate from the ACME CA.
@@ -366,9 +443,11 @@ class AzureDriver(Driver):
     def _ensure_storage_account(self, spec: IndexSpec) -> None:
         names = self._names(spec)
         account = names["storage_account"]
+        sku = settings.AZURE_STORAGE_SKU
         parameters = StorageAccountCreateParameters(
-            sku=Sku(name=settings.AZURE_STORAGE_SKU),
-            kind=settings.AZURE_STORAGE_KIND,
+            sku=Sku(name=sku),
+            # Premium and provisioned v2 shares exist only in FileStorage accounts.
+            kind=storage_kind(sku),
             location=names["location"],
             tags=dict(spec.tags),
             properties=StorageAccountPropertiesCreateParameters(
@@ -390,31 +469,68 @@ class AzureDriver(Driver):
         names = self._names(spec)
         for share in spec.shares:
             doing = f"Creating file share {share.name}"
+            quota = share_quota_gib(share.quota_gb)
             try:
                 self.storage.file_shares.create(
                     names["resource_group"],
                     names["storage_account"],
                     share.name,
-                    FileShare(
-                        file_share_properties=FileShareProperties(share_quota=share.quota_gb, enabled_protocols="SMB")
-                    ),
+                    FileShare(file_share_properties=FileShareProperties(share_quota=quota, enabled_protocols="SMB")),
                 )
-            except ResourceExistsError:
-                # Some API versions answer 409 instead of updating: set the quota instead.
+            except ResourceExistsError as exc:
+                if _error_code(exc) == "MissingSubscriptionRegistration":
+                    raise to_driver_error(exc, doing) from exc
+                # Some API versions answer 409 instead of updating: set the quota (PATCH) instead.
                 self._call(
                     doing,
                     self.storage.file_shares.update,
                     names["resource_group"],
                     names["storage_account"],
                     share.name,
-                    FileShare(file_share_properties=FileShareProperties(share_quota=share.quota_gb)),
+                    FileShare(file_share_properties=FileShareProperties(share_quota=quota)),
                 )
             except AzureError as exc:
                 raise to_driver_error(exc, doing) from exc
 
+    def _write_config(self, spec: IndexSpec) -> None:
+        """The spec's configuration files, so the index server starts with the group; the
+        Caddyfile only once Azure has said the FQDN (the `caddyfile` step writes it)."""
+        files = [c for c in spec.config_files if c.path != CADDYFILE_PATH]
+        if self._names(spec).get("fqdn"):
+            files.append(ConfigFile(CADDYFILE_PATH, self._caddyfile(spec)))
+        self.write_config(dataclasses.replace(spec, config_files=tuple(files)))
+
+    def _caddyfile(self, spec: IndexSpec) -> bytes:
+        return index_caddyfile(self.settled_placement(spec)).encode()
+
+    def _write_caddyfile(self, spec: IndexSpec, seen: dict[str, aci.ContainerGroup]) -> None:
+        """The Caddyfile for the FQDN Azure gave. Caddy reads it when it starts, so a group that
+        started without it (or with another host name) is restarted once, and only then."""
+        names = self._names(spec)
+        if not names.get("fqdn"):
+            self._record_fqdn(spec, seen.get("group") or self._get_group(spec))
+        if not self.write_if_changed(spec, SHARE_CONFIG, CADDYFILE_PATH, self._caddyfile(spec)):
+            return
+        seen.pop("group", None)
+        group = self._get_group(spec)
+        if group is None or str(group.provisioning_state or "").lower() == "failed":
+            return  # recreated by the next attempt, and then it starts with this file
+        if any(mark != (None, 0) for mark in self._start_marks(group).values()):
+            self._restart_and_confirm(spec)  # a container started without the file
+
+    def _record_fqdn(self, spec: IndexSpec, group: aci.ContainerGroup | None) -> None:
+        fqdn = getattr(getattr(group, "ip_address", None), "fqdn", None)
+        if not fqdn:
+            raise DriverError(
+                f"Container group {self._names(spec)['container_group']} has no FQDN in Azure's answer.",
+                permanent=False,
+            )
+        self._names(spec)["fqdn"] = fqdn
+
     def container_group_model(self, spec: IndexSpec, account_key: str) -> aci.ContainerGroup:
         """The container group for `spec`: Caddy publishing 80/443 (nothing else is public) in
-        front of the index server, each share mounted as an Azure File volume."""
+        front of the index server, each share mounted as an Azure File volume, images pulled from
+        AZURE_REGISTRY_SERVER when set."""
         names = self._names(spec)
         volumes = [
             aci.Volume(
@@ -445,10 +561,13 @@ class AzureDriver(Driver):
             )
             for container in spec.containers
         ]
+        identity, credentials = self._registry_access()
         return aci.ContainerGroup(
             location=names["location"],
             tags=dict(spec.tags),
+            identity=identity,
             containers=containers,
+            image_registry_credentials=credentials,
             os_type="Linux",
             sku="Standard",
             restart_policy="Always",
@@ -456,26 +575,106 @@ class AzureDriver(Driver):
                 type="Public",
                 ports=[aci.Port(port=port, protocol="TCP") for port in spec.public_ports],
                 dns_name_label=names["dns_label"],
+                # Reuse protection: a hashed FQDN nobody outside the scope can claim after a teardown.
+                auto_generated_domain_name_label_scope=names.get("dns_label_scope") or "Unsecure",
             ),
             volumes=volumes,
         )
 
+    @staticmethod
+    def _registry_access() -> tuple[aci.ContainerGroupIdentity | None, list[aci.ImageRegistryCredential] | None]:
+        """Pull access to AZURE_REGISTRY_SERVER: a user-assigned identity with AcrPull, or a user
+        name and password. https://learn.microsoft.com/en-us/azure/container-instances/using-azure-container-registry-mi"""
+        server = settings.AZURE_REGISTRY_SERVER
+        if not server:
+            return None, None
+        identity_id = settings.AZURE_REGISTRY_IDENTITY
+        if identity_id:
+            identity = aci.ContainerGroupIdentity(
+                type="UserAssigned", user_assigned_identities={identity_id: aci.UserAssignedIdentities()}
+            )
+            return identity, [aci.ImageRegistryCredential(server=server, identity=identity_id)]
+        credential = aci.ImageRegistryCredential(
+            server=server, username=settings.AZURE_REGISTRY_USERNAME, password=settings.AZURE_REGISTRY_PASSWORD
+        )
+        return None, [credential]
+
+    @staticmethod
+    def _fingerprint(group: aci.ContainerGroup) -> dict[str, Any]:
+        """What the driver sets on a group, as Azure shows it back (keys and passwords are
+        write-only, so they are not compared)."""
+        ip = group.ip_address
+        return {
+            "containers": [
+                (
+                    c.name,
+                    c.image,
+                    tuple(c.command or ()),
+                    tuple(sorted(p.port for p in c.ports or [])),
+                    tuple(sorted((e.name, e.value or "") for e in c.environment_variables or [])),
+                    float(c.resources.requests.cpu),
+                    float(c.resources.requests.memory_in_gb),
+                    tuple(sorted((m.name, m.mount_path, bool(m.read_only)) for m in c.volume_mounts or [])),
+                )
+                for c in group.containers or []
+            ],
+            "volumes": sorted(
+                (v.name, v.azure_file.share_name, v.azure_file.storage_account_name)
+                for v in group.volumes or []
+                if v.azure_file
+            ),
+            "ports": sorted(p.port for p in ip.ports or []) if ip else [],
+            "label": ip.dns_name_label if ip else None,
+            "scope": (ip.auto_generated_domain_name_label_scope or "Unsecure") if ip else None,
+            "registries": sorted(
+                (r.server, r.identity or "", r.username or "") for r in group.image_registry_credentials or []
+            ),
+            "restart_policy": group.restart_policy,
+        }
+
     def _ensure_container_group(self, spec: IndexSpec) -> aci.ContainerGroup:
+        """Create the group, or update it when it differs from the spec. Never re-sent unchanged:
+        an unchanged PUT restarts every container; a Failed group cannot be updated, only
+        deleted and created again.
+        https://learn.microsoft.com/en-us/azure/container-instances/container-instances-update"""
         names = self._names(spec)
         doing = f"Creating container group {names['container_group']}"
-        group = self.container_group_model(spec, self._account_key(spec))
-        poller = self._call(
-            doing,
-            self.containers.container_groups.begin_create_or_update,
-            names["resource_group"],
-            names["container_group"],
-            group,
-        )
-        result = self._wait(doing, poller)
-        state = str(getattr(result, "provisioning_state", "") or "")
-        if state.lower() == "failed":
-            raise DriverError(f"{doing}: {self._failure_detail(result) or 'the deployment failed.'}", permanent=True)
+        wanted = self.container_group_model(spec, self._account_key(spec))
+        existing = self._get_group(spec)
+        if existing is not None and str(existing.provisioning_state or "").lower() == "failed":
+            self._delete_container_group(spec)
+            existing = None
+        if existing is not None and self._fingerprint(existing) == self._fingerprint(wanted):
+            self._record_fqdn(spec, existing)
+            return existing
+        try:
+            # No polling: the PUT's answer carries the FQDN, and `_wait_running` watches the start
+            # within AZURE_STARTUP_TIMEOUT_SECONDS, reading events and logs, instead of the LRO.
+            poller = self.containers.container_groups.begin_create_or_update(
+                names["resource_group"], names["container_group"], wanted, polling=False
+            )
+            result = poller.result()
+        except HttpResponseError as exc:
+            if _error_code(exc) == "DnsNameLabelAlreadyTaken":
+                raise self._label_taken(spec, exc) from exc
+            raise to_driver_error(exc, doing) from exc
+        except AzureError as exc:
+            raise to_driver_error(exc, doing) from exc
+        self._record_fqdn(spec, result)
         return result
+
+    def _label_taken(self, spec: IndexSpec, exc: HttpResponseError) -> DriverError:
+        """Someone holds the label: the placement moves to the next one, which Retry uses."""
+        names = self._names(spec)
+        taken = names["dns_label"]
+        names["dns_label_attempt"] = int(names.get("dns_label_attempt") or 0) + 1
+        names["dns_label"] = dns_label(spec.index_id, spec.name, names["dns_label_attempt"])
+        names["fqdn"] = ""
+        return DriverError(
+            f"The DNS name label {taken!r} is taken in {names['location']} ({_azure_message(exc)}). "
+            f"Retry creates the container group with the label {names['dns_label']!r}.",
+            permanent=True,
+        )
 
     def _get_group(self, spec: IndexSpec) -> aci.ContainerGroup | None:
         names = self._names(spec)
@@ -486,28 +685,97 @@ class AzureDriver(Driver):
         except AzureError as exc:
             raise to_driver_error(exc, f"Reading container group {names['container_group']}") from exc
 
-    def _wait_running(self, spec: IndexSpec, group: aci.ContainerGroup | None = None) -> None:
-        """Until the group and every container run (or fail: then permanently, with Azure's events).
+    @staticmethod
+    def _start_marks(group: aci.ContainerGroup | None) -> dict[str, tuple[Any, int]]:
+        """Each container's start time and restart count: a restart changes one of them."""
+        marks: dict[str, tuple[Any, int]] = {}
+        for container in (group.containers if group else None) or []:
+            view = container.instance_view
+            start = getattr(view.current_state, "start_time", None) if view and view.current_state else None
+            marks[container.name] = (start, (view.restart_count or 0) if view else 0)
+        return marks
+
+    @staticmethod
+    def _counters(group: aci.ContainerGroup) -> dict[tuple[str, ...], int]:
+        """Restart counts and warning event counts per container: a wait only judges what rose
+        while it waited, not a warning or a restart from long ago."""
+        counters: dict[tuple[str, ...], int] = {}
+        for container in group.containers or []:
+            view = container.instance_view
+            counters[("restarts", container.name)] = (view.restart_count or 0) if view else 0
+            for event in (view.events if view else None) or []:
+                if (event.type or "").lower() == "warning":
+                    counters[("warning", container.name, event.name or "", event.message or "")] = event.count or 1
+        return counters
+
+    def _stuck_reason(self, group: aci.ContainerGroup, baseline: dict[tuple[str, ...], int]) -> str:
+        """Why a group that is not running will not get there by waiting: a failed deployment,
+        a volume that cannot be mounted or an image that cannot be pulled (warning events that
+        keep coming), a container that keeps crashing (restarts that keep coming)."""
+        if str(group.provisioning_state or "").lower() == "failed":
+            return "the deployment failed"
+        for key, count in self._counters(group).items():
+            rise = count - baseline.get(key, 0)
+            if (
+                key[0] == "warning"
+                and rise > 0
+                and any(word in f"{key[2]} {key[3]}".lower() for word in ("mount", "pull"))
+            ):
+                return f"{key[1]} cannot start: {key[3]}"
+            if key[0] == "restarts" and rise >= settings.AZURE_CRASH_LOOP_RESTARTS:
+                return f"{key[1]} keeps crashing ({rise} restarts while waiting)"
+        return ""
+
+    def _wait_running(
+        self,
+        spec: IndexSpec,
+        group: aci.ContainerGroup | None = None,
+        *,
+        changed_from: dict[str, tuple[Any, int]] | None = None,
+    ) -> None:
+        """Until every container runs (and, with `changed_from`, has restarted since those
+        marks). A failure, a crash loop or a failed mount ends the wait at once, and
+        AZURE_STARTUP_TIMEOUT_SECONDS at the latest, with the events and each container's log tail.
         `group`, when given, is a state just read, used for the first look."""
         names = self._names(spec)
-        deadline = time.monotonic() + settings.AZURE_LRO_TIMEOUT_SECONDS
+        timeout = settings.AZURE_STARTUP_TIMEOUT_SECONDS
+        deadline = time.monotonic() + timeout
+        baseline: dict[tuple[str, ...], int] | None = None
         while True:
-            status = self._status_of(group or self._get_group(spec))
-            group = None
-            if status.is_running:
+            group = group or self._get_group(spec)
+            if group is None:
+                raise DriverError(f"Container group {names['container_group']} does not exist.", permanent=False)
+            status = self._status_of(group)
+            marks = self._start_marks(group)
+            if baseline is None:
+                # A group just created counts from zero; one that ran before, from what it shows now.
+                baseline = (
+                    {}
+                    if changed_from is None and not any(m != (None, 0) for m in marks.values())
+                    else (self._counters(group))
+                )
+            restarted = changed_from is None or any(marks.get(n) != mark for n, mark in changed_from.items())
+            if status.is_running and restarted:
                 return
-            if status.state in ("failed", "missing"):
-                raise DriverError(
-                    f"Container group {names['container_group']} is {status.state}: {status.detail or 'no details'}",
-                    permanent=status.state == "failed",
+            reason = self._stuck_reason(group, baseline)
+            if reason or time.monotonic() > deadline:
+                reason = reason or (
+                    f"still {status.state} after {timeout:g} s" if restarted else f"no restart seen after {timeout:g} s"
                 )
-            if time.monotonic() > deadline:
                 raise DriverError(
-                    f"Container group {names['container_group']} is still {status.state} after "
-                    f"{settings.AZURE_LRO_TIMEOUT_SECONDS:g} s: {status.detail}",
-                    permanent=False,
+                    f"Container group {names['container_group']}: {reason}. {status.detail}{self._log_tails(spec)}",
+                    permanent=str(group.provisioning_state or "").lower() == "failed",
                 )
+            group = None
             time.sleep(settings.AZURE_POLLING_INTERVAL_SECONDS)
+
+    def _log_tails(self, spec: IndexSpec) -> str:
+        """The last AZURE_LOG_TAIL_LINES of each container's log (the ACI logs API).
+        https://learn.microsoft.com/en-us/azure/container-instances/container-instances-get-logs"""
+        return "".join(
+            f"\n{c.name} log (last lines):\n{self.container_log_tail(spec, c.name, settings.AZURE_LOG_TAIL_LINES)}"
+            for c in spec.containers
+        )
 
     def _delete_container_group(self, spec: IndexSpec) -> None:
         names = self._names(spec)
@@ -581,16 +849,17 @@ class AzureDriver(Driver):
         """Until the FQDN serves a certificate that chains to the ACME issuer's roots and names
         the host; on timeout a retryable failure with the end of Caddy's log."""
         roots = self.ca_certificate_pem(spec)
+        host = self.settled_placement(spec).hostname  # the FQDN Azure gave
         deadline = time.monotonic() + settings.ACME_CERTIFICATE_TIMEOUT_SECONDS
         while True:
             result = inspect_certificate(
-                spec.hostname, spec.placement.https_port, ca_pem=roots, timeout=settings.CERT_CHECK_TIMEOUT_SECONDS
+                host, spec.placement.https_port, ca_pem=roots, timeout=settings.CERT_CHECK_TIMEOUT_SECONDS
             )
             if result.status in (CertificateStatus.VALID, CertificateStatus.EXPIRING):
                 return
             if time.monotonic() > deadline:
                 raise DriverError(
-                    f"No valid certificate for {spec.hostname} after "
+                    f"No valid certificate for {host} after "
                     f"{settings.ACME_CERTIFICATE_TIMEOUT_SECONDS:g} s ({result.reason}) from "
                     f"{settings.ACME_DIRECTORY_URL}. Caddy's log ends with:\n{self.container_log_tail(spec, 'caddy')}",
                     permanent=False,
@@ -612,33 +881,58 @@ class AzureDriver(Driver):
     def restart(self, spec: IndexSpec) -> None:
         """Restart every container of the group (Caddy keeps its certificates on caddy-certs)
         and return once they all run again and the FQDN serves a valid certificate. Raises DriverError."""
-        self._group_operation(spec, "Restarting", self.containers.container_groups.begin_restart)
-        self._wait_running(spec)
+        self._restart_and_confirm(spec)
         self._wait_certificate(spec)  # the index answers HTTPS again, with its certificate
 
-    def _group_operation(self, spec: IndexSpec, verb: str, begin: Callable[..., LROPoller[Any]]) -> None:
-        """Run one long-running operation on the index's container group and wait for it."""
+    def _restart_and_confirm(self, spec: IndexSpec) -> None:
+        """POST restart, then wait for evidence it happened: a restart is asynchronous and the
+        first GETs can still show the containers from before (new start times or restart counts
+        are the evidence)."""
         names = self._names(spec)
-        doing = f"{verb} container group {names['container_group']}"
-        self._wait(doing, self._call(doing, begin, names["resource_group"], names["container_group"]))
+        before = self._start_marks(self._get_group(spec))
+        doing = f"Restarting container group {names['container_group']}"
+        self._call(
+            doing,
+            lambda: self.containers.container_groups.begin_restart(
+                names["resource_group"], names["container_group"], polling=False
+            ).result(),
+        )
+        self._wait_running(spec, changed_from=before)
 
     def ensure_running(self, spec: IndexSpec) -> bool:
-        """Recreate a missing container group or start a stopped one; True when it had to."""
+        """Recreate a missing or Failed container group, start a stopped one; True when it had
+        to. A healthy group is left alone (a PUT would restart it); a crash loop is reported."""
         group = self._get_group(spec)
         status = self._status_of(group)
         if status.is_running or status.state == "starting":
             return False
-        group = None
+        if group is not None and status.state == "failed" and str(group.provisioning_state).lower() != "failed":
+            raise DriverError(
+                f"Container group {self._names(spec)['container_group']} is crash-looping: {status.detail}",
+                permanent=False,
+            )
+        names = self._names(spec)
         if status.state in ("missing", "failed"):
             group = self._ensure_container_group(spec)
-        else:
-            self._group_operation(spec, "Starting", self.containers.container_groups.begin_start)
-        self._wait_running(spec, group)
+            self._wait_running(spec, group)
+            return True
+        doing = f"Starting container group {names['container_group']}"
+        self._call(
+            doing,
+            lambda: self.containers.container_groups.begin_start(
+                names["resource_group"], names["container_group"], polling=False
+            ).result(),
+        )
+        self._wait_running(spec)
         return True
 
     def status(self, spec: IndexSpec) -> IndexStatus:
-        """Provisioning state, each container's state, restart count and last event."""
-        return self._status_of(self._get_group(spec))
+        """Provisioning state, each container's state, restart count and last event; for a group
+        that is not running, also the events and each container's log tail."""
+        status = self._status_of(self._get_group(spec))
+        if status.state in ("failed", "starting", "stopped"):
+            status.detail += self._log_tails(spec)
+        return status
 
     @staticmethod
     def _failure_detail(group: aci.ContainerGroup) -> str:
@@ -670,7 +964,13 @@ class AzureDriver(Driver):
                     last_event=f"{last.name}: {last.message}" if last else "",
                 )
             )
+        crash_looping = [
+            c.name for c in containers if c.state != "running" and c.restart_count >= settings.AZURE_CRASH_LOOP_RESTARTS
+        ]
         if provisioning.lower() == "failed" or view_state.lower() == "failed":
+            state = "failed"
+        elif view_state.lower() == "running" and crash_looping:
+            # Crash loops keep provisioningState Succeeded and the group Running.
             state = "failed"
         elif view_state.lower() == "stopped":
             state = "stopped"
@@ -682,6 +982,8 @@ class AzureDriver(Driver):
         failure = self._failure_detail(group)
         if failure:
             detail += f". {failure}"
+        if crash_looping:
+            detail += ". Crash loop: " + ", ".join(crash_looping)
         return IndexStatus(state=state, containers=containers, detail=detail)
 
     # --- files on the shares

@@ -172,6 +172,11 @@ class Driver(abc.ABC):
                     raise
                 self.write_file(spec, SHARE_CONFIG, config.path, io.BytesIO(config.content), size=len(config.content))
 
+    def settled_placement(self, spec: IndexSpec) -> Placement:
+        """The placement as the cloud decided it while the steps ran (Azure chooses the FQDN);
+        the portal stores it after every provisioning attempt. Default: unchanged."""
+        return spec.placement
+
     def halt(self, spec: IndexSpec) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Stop whatever still runs for an index whose provisioning failed, keeping its data so a
         retry can resume. Default: nothing runs unattended."""
