@@ -888,16 +888,17 @@ class AzureDriver(Driver):
         """POST restart, then wait for evidence it happened: a restart is asynchronous and the
         first GETs can still show the containers from before (new start times or restart counts
         are the evidence)."""
-        names = self._names(spec)
         before = self._start_marks(self._get_group(spec))
-        doing = f"Restarting container group {names['container_group']}"
-        self._call(
-            doing,
-            lambda: self.containers.container_groups.begin_restart(
-                names["resource_group"], names["container_group"], polling=False
-            ).result(),
-        )
+        self._group_action(spec, "Restarting", self.containers.container_groups.begin_restart)
         self._wait_running(spec, changed_from=before)
+
+    def _group_action(self, spec: IndexSpec, doing: str, begin: Callable[..., LROPoller[Any]]) -> None:
+        """POST a start or restart without polling the operation: the caller watches the group."""
+        names = self._names(spec)
+        self._call(
+            f"{doing} container group {names['container_group']}",
+            lambda: begin(names["resource_group"], names["container_group"], polling=False).result(),
+        )
 
     def ensure_running(self, spec: IndexSpec) -> bool:
         """Recreate a missing or Failed container group, start a stopped one; True when it had
@@ -911,18 +912,11 @@ class AzureDriver(Driver):
                 f"Container group {self._names(spec)['container_group']} is crash-looping: {status.detail}",
                 permanent=False,
             )
-        names = self._names(spec)
         if status.state in ("missing", "failed"):
             group = self._ensure_container_group(spec)
             self._wait_running(spec, group)
             return True
-        doing = f"Starting container group {names['container_group']}"
-        self._call(
-            doing,
-            lambda: self.containers.container_groups.begin_start(
-                names["resource_group"], names["container_group"], polling=False
-            ).result(),
-        )
+        self._group_action(spec, "Starting", self.containers.container_groups.begin_start)
         self._wait_running(spec)
         return True
 
