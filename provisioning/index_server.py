@@ -65,6 +65,7 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 HEALTH_PATH = "/health"
 RELOAD_INTERVAL = 0.25  # seconds between stat() calls on the watched files, only while serving
+RETRY_INTERVAL = 5.0  # seconds before reading a file again after an I/O error
 API_VERSION = "1.1"  # PEP 691 + PEP 700
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_V1_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -141,6 +142,7 @@ def parse_tokens(data: Any) -> Tokens:
     hashes = data["tokens"]
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()):
         raise ValueError("every token must map a user name to a hash string")
+    log.info("Loaded %d tokens", len(hashes))
     return Tokens(dict(hashes))
 
 
@@ -286,6 +288,7 @@ def build_snapshot(manifest: Manifest, packages: Path) -> Snapshot:
     by_project: dict[str, list[ServedFile]] = {}
     for item in served:
         by_project.setdefault(item.pkg.pkgname_norm, []).append(item)
+    log.info("Manifest generation %r: serving %d of %d files", manifest.generation, len(served), len(manifest.files))
     return Snapshot(
         serial=next(_serials),
         manifest=manifest,
@@ -340,10 +343,15 @@ class Watched(Generic[T]):
     def _reload(self) -> None:
         try:
             self._value = self._load()
-        except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        except ValueError as exc:  # broken content (json.JSONDecodeError too): wait for a new version
             log.error("Could not load the %s (%s); still serving the last good one", self.what, exc)
-        else:
-            log.info("Loaded the %s", self.what)
+        except OSError as exc:
+            log.error("Could not read the %s (%s); still serving the last good one", self.what, exc)
+            if self._signature and self._signature[0] is not None:
+                # There but unreadable (a share that hiccuped): read again a little later. A
+                # missing file needs no retry: its appearance changes the signature.
+                self._signature = ()
+                self._next_check = time.monotonic() + RETRY_INTERVAL
 
 
 def _read_json(path: Path) -> Any:
@@ -815,7 +823,8 @@ def main(argv: list[str] | None = None) -> None:
     access_log.addHandler(to_stdout)
     access_log.propagate = False
     state = IndexState(manifest=args.manifest, tokens=args.tokens, packages=args.packages.resolve())
-    state.snapshot()
+    state.snapshot()  # load both now, so that a problem shows in the log at start
+    state.check_token("", "")
     waitress.serve(
         build_wsgi(state, realm=args.realm),
         host=args.host,
@@ -824,7 +833,8 @@ def main(argv: list[str] | None = None) -> None:
         ident="index-server",
         # Caddy runs on loopback in the same container group: only it may say the client used https.
         trusted_proxy="127.0.0.1",
-        trusted_proxy_headers={"x-forwarded-proto", "x-forwarded-host"},
+        # X-Forwarded-For too, so that the access log shows the client's address.
+        trusted_proxy_headers={"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"},
         clear_untrusted_proxy_headers=True,
     )
 
