@@ -20,7 +20,7 @@ import pytest
 from passlib.hash import sha256_crypt
 
 from packages_ui.testing import build_wheel, metadata_text
-from provisioning.index_server import HMAC_SCHEME, hash_token, negotiate, verify_token
+from provisioning.index_server import HMAC_SCHEME, IndexState, PageCache, hash_token, negotiate, verify_token
 from tests.clients import clean_env
 from tests.index_server_support import (
     SERVER,
@@ -136,6 +136,40 @@ def test_verify_token_accepts_legacy_sha256_crypt_hashes():
 )
 def test_negotiate_picks_the_highest_quality_type_the_index_serves(accept, expected):
     assert negotiate(accept) == expected
+
+
+def test_the_page_cache_renders_a_page_once_per_manifest_version_and_stays_within_its_bounds(tmp_path):
+    state = IndexState(manifest=tmp_path / "manifest.json", tokens=tmp_path / "tokens.json", packages=tmp_path)
+    write_json_atomically(tmp_path / "manifest.json", {"version": 1, "generation": "1", "files": []})
+    rendered: list[str] = []
+
+    def pages(environ, start_response):  # stands in for pypiserver: a 100-byte page per path
+        rendered.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [environ["PATH_INFO"].encode().ljust(100)]
+
+    cache = PageCache(pages, state, max_entries=3, max_bytes=800)
+
+    def get(path: str, accept: str = "text/html") -> bytes:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "HTTP_ACCEPT": accept, "HTTP_HOST": "h"}
+        return b"".join(cache(environ, lambda status, headers: None))
+
+    assert get("/simple/a/") == get("/simple/a/") == b"/simple/a/".ljust(100)
+    get("/simple/a/", JSON)
+    assert rendered == ["/simple/a/", "/simple/a/"]  # one per negotiated type
+    for name in "bcd":
+        get(f"/simple/{name}/")
+    get("/simple/a/")
+    assert rendered[-1] == "/simple/a/"  # pushed out: at most 3 entries
+    assert cache._bytes <= 800
+    time.sleep(0.3)
+    write_json_atomically(tmp_path / "manifest.json", {"version": 1, "generation": "2", "files": []})
+    count = len(rendered)
+    get("/simple/d/")
+    assert len(rendered) == count + 1  # a new manifest: rendered again
+    get("/packages/")
+    get("/packages/")
+    assert rendered[-2:] == ["/packages/", "/packages/"]  # only /simple/ pages are cached
 
 
 def test_the_module_imports_only_what_the_stock_pypiserver_image_has_and_parses_as_python_3_10():
