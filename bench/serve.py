@@ -4,7 +4,7 @@ pypiserver without auth on the same files, in the same run.
     .venv/bin/python bench/serve.py [--requests 2000] [--concurrency 10] [--big-megabytes 1024]
         [--server-port PORT --target https://localhost:8443 --cafile root.crt]
 
-Builds a packages folder in a temporary directory (one project of 20 small real wheels, one
+Builds a packages folder in a temporary directory (one project of 20 small real wheels by default, one
 project holding a sparse 1 GiB file named as a wheel), writes the manifest and tokens.json, starts
 provisioning/index_server.py and `pypi-server run -a . -P . --disable-fallback` on loopback, and
 prints req/s and p50 at the given concurrency, then p50 for the project with the big file.
@@ -138,11 +138,11 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
-def build_files(packages: Path, big_megabytes: int) -> list[dict]:
+def build_files(packages: Path, files: int, big_megabytes: int) -> list[dict]:
     packages.mkdir(parents=True)
     entries = [
         manifest_entry(build_wheel(packages, PROJECT, f"1.{n}"), PROJECT, f"1.{n}", requires_python=">=3.8")
-        for n in range(20)
+        for n in range(files)
     ]
     # Sparse: instant to create, no disk used. Neither server opens the archive to list it, and
     # plain pypiserver's per-request hashing reads all of it, as it would a real 1 GB wheel.
@@ -156,6 +156,7 @@ def build_files(packages: Path, big_megabytes: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--files", type=int, default=20, help="small wheels in the measured project")
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--big-megabytes", type=int, default=1024)
     parser.add_argument("--big-requests", type=int, default=20)
@@ -168,7 +169,7 @@ def main() -> None:
         folder = Path(temp)
         server = IndexServer(folder / "index")
         print(f"Building the files ({args.big_megabytes} MiB sparse file included)...", flush=True)
-        entries = build_files(server.packages, args.big_megabytes)
+        entries = build_files(server.packages, args.files, args.big_megabytes)
         server.write_manifest(entries, generation="bench")
         server.write_tokens({USER: PASSWORD})
         plain = None
@@ -181,7 +182,7 @@ def main() -> None:
             for target in (ours, theirs):
                 load(target, page, requests=50, concurrency=2)  # warm-up
             n, c = args.requests, args.concurrency
-            print(f"GET {page} (20 wheels), {n} requests at c={c}, same run:")
+            print(f"GET {page} ({args.files} wheels), {n} requests at c={c}, same run:")
             ours_rate, ours_p50, ours_errors = load(ours, page, requests=n, concurrency=c)
             theirs_rate, theirs_p50, theirs_errors = load(theirs, page, requests=n, concurrency=c)
             via = args.target or "direct"
