@@ -66,6 +66,7 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 HEALTH_PATH = "/health"
 RELOAD_INTERVAL = 0.25  # seconds between stat() calls on the watched files, only while serving
 FRESH_INTERVAL = 0.02  # the same, before refusing credentials (bounds stat() calls under a flood)
+RETRY_INTERVAL = 5.0  # seconds before reading a file again after an I/O error
 API_VERSION = "1.1"  # PEP 691 + PEP 700
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_V1_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -143,6 +144,7 @@ def parse_tokens(data: Any) -> Tokens:
     hashes = data["tokens"]
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()):
         raise ValueError("every token must map a user name to a hash string")
+    log.info("Loaded %d tokens", len(hashes))
     return Tokens(dict(hashes))
 
 
@@ -288,6 +290,7 @@ def build_snapshot(manifest: Manifest, packages: Path) -> Snapshot:
     by_project: dict[str, list[ServedFile]] = {}
     for item in served:
         by_project.setdefault(item.pkg.pkgname_norm, []).append(item)
+    log.info("Manifest generation %r: serving %d of %d files", manifest.generation, len(served), len(manifest.files))
     return Snapshot(
         serial=next(_serials),
         manifest=manifest,
@@ -345,10 +348,15 @@ class Watched(Generic[T]):
     def _reload(self) -> None:
         try:
             self._value = self._load()
-        except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        except ValueError as exc:  # broken content (json.JSONDecodeError too): wait for a new version
             log.error("Could not load the %s (%s); still serving the last good one", self.what, exc)
-        else:
-            log.info("Loaded the %s", self.what)
+        except OSError as exc:
+            log.error("Could not read the %s (%s); still serving the last good one", self.what, exc)
+            if self._signature and self._signature[0] is not None:
+                # There but unreadable (a share that hiccuped): read again a little later. A
+                # missing file needs no retry: its appearance changes the signature.
+                self._signature = ()
+                self._next_check = time.monotonic() + RETRY_INTERVAL
 
 
 def _read_json(path: Path) -> Any:
@@ -390,11 +398,18 @@ class ManifestBackend(Backend):
         super().__init__(config)
         self.state = state
 
+    def served_files(self, project: str) -> tuple[ServedFile, ...]:
+        """A project's files with their manifest fields, in pypiserver's order."""
+        return self.state.snapshot().by_project.get(normalize_pkgname(project), ())
+
+    def served_file(self, filename: str) -> ServedFile | None:
+        return self.state.snapshot().files.get(filename)
+
     def get_all_packages(self) -> Iterable[PkgFile]:
         return [served.pkg for served in self.state.snapshot().files.values()]
 
     def find_project_packages(self, project: str) -> Iterable[PkgFile]:
-        return [served.pkg for served in self.state.snapshot().by_project.get(normalize_pkgname(project), ())]
+        return [served.pkg for served in self.served_files(project)]
 
     def find_version(self, name: str, version: str) -> Iterable[PkgFile]:
         return [pkg for pkg in self.find_project_packages(name) if pkg.version == version]
@@ -406,7 +421,7 @@ class ManifestBackend(Backend):
         return filename in self.state.snapshot().files
 
     def digest(self, pkg: PkgFile) -> str | None:
-        served = self.state.snapshot().files.get(pkg.relfn or "")
+        served = self.served_file(pkg.relfn or "")
         return f"sha256={served.info.sha256}" if served else None
 
     def package_count(self) -> int:
@@ -557,7 +572,7 @@ def build_app(state: IndexState) -> Bottle:
         normalized = normalize_pkgname_for_url(project)
         if project != normalized:
             return redirect(urljoin(request_fullpath(request), f"../{normalized}/"), 301)
-        files = state.snapshot().by_project.get(project, ())
+        files = backend.served_files(project)
         if not files:
             return HTTPError(404, f"Not Found ({normalized} does not exist)\n\n")
         base = urljoin(request_fullpath(request), _PACKAGES_FROM_PROJECT)
@@ -570,7 +585,7 @@ def build_app(state: IndexState) -> Bottle:
     # pypiserver's download (a file absent from the manifest is a 404 there).
     def download(filename: str) -> Any:
         if filename.endswith(METADATA_SUFFIX):
-            served = state.snapshot().files.get(filename[: -len(METADATA_SUFFIX)])
+            served = backend.served_file(filename[: -len(METADATA_SUFFIX)])
             if served is None or not served.has_metadata:
                 return HTTPError(404, f"Not Found ({filename} does not exist)\n\n")
             return static_file(filename, root=str(state.metadata_dir), mimetype="text/plain")
@@ -642,14 +657,15 @@ class ReadOnlyIndex:
 class PageCache:
     """Keeps rendered /simple/ pages, keyed by (path, negotiated type, snapshot, host, scheme).
     The snapshot serial changes with the manifest generation and with the files on disk, and the
-    whole cache is dropped when it does; entries and page size are bounded."""
+    whole cache is dropped when it does. Bounded in entries and bytes (least recently used go)."""
 
-    def __init__(self, app: WSGIApp, state: IndexState, *, max_entries: int = 512, max_bytes: int = 1 << 20) -> None:
+    def __init__(self, app: WSGIApp, state: IndexState, *, max_entries: int = 1024, max_bytes: int = 64 << 20) -> None:
         self.app = app
         self.state = state
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple, tuple[str, list[tuple[str, str]], bytes]] = OrderedDict()
+        self._bytes = 0
         self._serial = -1
         self._lock = threading.Lock()
 
@@ -668,22 +684,32 @@ class PageCache:
         with self._lock:
             if serial != self._serial:
                 self._entries.clear()
+                self._bytes = 0
                 self._serial = serial
             hit = self._entries.get(key)
             if hit is not None:
                 self._entries.move_to_end(key)
         if hit is None:
             hit = self._render(environ)
-            status, _, body = hit
-            if status.startswith("200 ") and len(body) <= self.max_bytes:
-                with self._lock:
-                    if serial == self._serial:
-                        self._entries[key] = hit
-                        while len(self._entries) > self.max_entries:
-                            self._entries.popitem(last=False)
+            if hit[0].startswith("200 "):
+                self._store(serial, key, hit)
         status, headers, body = hit
         start_response(status, list(headers))
         return [body]
+
+    def _store(self, serial: int, key: tuple, entry: tuple[str, list[tuple[str, str]], bytes]) -> None:
+        size = len(entry[2])
+        if size > self.max_bytes // 8:
+            return  # a huge page would push out everything else
+        with self._lock:
+            if serial != self._serial:
+                return
+            old = self._entries.pop(key, None)
+            self._bytes += size - (len(old[2]) if old else 0)
+            self._entries[key] = entry
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= len(dropped[2])
 
     def _render(self, environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:
         started: list = []
@@ -821,7 +847,8 @@ def main(argv: list[str] | None = None) -> None:
     access_log.addHandler(to_stdout)
     access_log.propagate = False
     state = IndexState(manifest=args.manifest, tokens=args.tokens, packages=args.packages.resolve())
-    state.snapshot()
+    state.snapshot()  # load both now, so that a problem shows in the log at start
+    state.check_token("", "")
     waitress.serve(
         build_wsgi(state, realm=args.realm),
         host=args.host,
@@ -830,7 +857,8 @@ def main(argv: list[str] | None = None) -> None:
         ident="index-server",
         # Caddy runs on loopback in the same container group: only it may say the client used https.
         trusted_proxy="127.0.0.1",
-        trusted_proxy_headers={"x-forwarded-proto", "x-forwarded-host"},
+        # X-Forwarded-For too, so that the access log shows the client's address.
+        trusted_proxy_headers={"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"},
         clear_untrusted_proxy_headers=True,
     )
 

@@ -9,7 +9,6 @@ import hashlib
 import http.client
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -24,6 +23,9 @@ from provisioning.index_server import METADATA_DIR, METADATA_SUFFIX, hash_token
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "provisioning" / "index_server.py"
 UPLOAD_URL = "https://portal.example/indexes/7/packages/legacy/"
+# The interpreter that runs the server: this one by default; point it at another environment with
+# only pypiserver and waitress (as on the stock image's Python 3.10) to check the module there.
+SERVER_PYTHON = os.environ.get("INDEX_SERVER_PYTHON", sys.executable)
 
 
 def free_port() -> int:
@@ -144,7 +146,7 @@ class IndexServer:
         self.port = port or free_port()
         with open(self.access_log_path, "wb") as out, open(self.folder / "server.stderr", "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", str(self.port),
+                [SERVER_PYTHON, str(SERVER), "--host", "127.0.0.1", "--port", str(self.port),
                  "--manifest", str(self.manifest_path), "--tokens", str(self.tokens_path),
                  "--packages", str(self.packages), *extra_args],
                 stdout=out, stderr=err, start_new_session=True,
@@ -173,17 +175,14 @@ class IndexServer:
     def stderr(self) -> str:
         return (self.folder / "server.stderr").read_text(errors="replace")
 
-    def access_log(self) -> str:
-        return self.access_log_path.read_text(errors="replace")
-
-    def wait_for_log_line(self, pattern: str, timeout: float = 3.0) -> str | None:
-        """The access log line matching `pattern`; the server writes it once the body is sent,
-        which may be just after the client has read the response."""
-        deadline = time.monotonic() + timeout
+    def access_log(self, *, containing: str = "", seconds: float = 3) -> str:
+        """The access log so far; with `containing`, once that text is in it (a line is written
+        when its response has been sent, so just after the client got it)."""
+        deadline = time.monotonic() + seconds
         while True:
-            found = re.search(pattern, self.access_log())
-            if found or time.monotonic() > deadline:
-                return found.group(0) if found else None
+            log = self.access_log_path.read_text(errors="replace")
+            if containing in log or time.monotonic() > deadline:
+                return log
             time.sleep(0.02)
 
     def request(

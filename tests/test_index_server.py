@@ -20,7 +20,7 @@ import pytest
 from passlib.hash import sha256_crypt
 
 from packages_ui.testing import build_wheel, metadata_text
-from provisioning.index_server import HMAC_SCHEME, hash_token, negotiate, verify_token
+from provisioning.index_server import HMAC_SCHEME, IndexState, PageCache, hash_token, negotiate, verify_token
 from tests.clients import clean_env
 from tests.index_server_support import (
     SERVER,
@@ -30,6 +30,8 @@ from tests.index_server_support import (
     write_json_atomically,
 )
 
+# As the portal hashed tokens for htpasswd before the HMAC format.
+LEGACY = sha256_crypt.using(rounds=5000)
 ALICE = ("alice", "a" * 40)
 BOB = ("bob", "b" * 40)
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -113,7 +115,7 @@ def test_hash_token_salts_each_hash_and_verifies_only_the_right_password():
 
 
 def test_verify_token_accepts_legacy_sha256_crypt_hashes():
-    legacy = sha256_crypt.hash("x" * 40)
+    legacy = LEGACY.hash("x" * 40)
     assert verify_token(legacy, "x" * 40)
     assert not verify_token(legacy, "y" * 40)
 
@@ -134,6 +136,40 @@ def test_verify_token_accepts_legacy_sha256_crypt_hashes():
 )
 def test_negotiate_picks_the_highest_quality_type_the_index_serves(accept, expected):
     assert negotiate(accept) == expected
+
+
+def test_the_page_cache_renders_a_page_once_per_manifest_version_and_stays_within_its_bounds(tmp_path):
+    state = IndexState(manifest=tmp_path / "manifest.json", tokens=tmp_path / "tokens.json", packages=tmp_path)
+    write_json_atomically(tmp_path / "manifest.json", {"version": 1, "generation": "1", "files": []})
+    rendered: list[str] = []
+
+    def pages(environ, start_response):  # stands in for pypiserver: a 100-byte page per path
+        rendered.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [environ["PATH_INFO"].encode().ljust(100)]
+
+    cache = PageCache(pages, state, max_entries=3, max_bytes=800)
+
+    def get(path: str, accept: str = "text/html") -> bytes:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "HTTP_ACCEPT": accept, "HTTP_HOST": "h"}
+        return b"".join(cache(environ, lambda status, headers: None))
+
+    assert get("/simple/a/") == get("/simple/a/") == b"/simple/a/".ljust(100)
+    get("/simple/a/", JSON)
+    assert rendered == ["/simple/a/", "/simple/a/"]  # one per negotiated type
+    for name in "bcd":
+        get(f"/simple/{name}/")
+    get("/simple/a/")
+    assert rendered[-1] == "/simple/a/"  # pushed out: at most 3 entries
+    assert cache._bytes <= 800
+    time.sleep(0.3)
+    write_json_atomically(tmp_path / "manifest.json", {"version": 1, "generation": "2", "files": []})
+    count = len(rendered)
+    get("/simple/d/")
+    assert len(rendered) == count + 1  # a new manifest: rendered again
+    get("/packages/")
+    get("/packages/")
+    assert rendered[-2:] == ["/packages/", "/packages/"]  # only /simple/ pages are cached
 
 
 def test_the_module_imports_only_what_the_stock_pypiserver_image_has_and_parses_as_python_3_10():
@@ -179,14 +215,13 @@ def test_a_token_reads_the_index_and_downloads_a_file_whose_hash_matches_its_lin
     download = server.request("GET", path, auth=ALICE)
     assert download.status == 200
     assert fragment == "sha256=" + hashlib.sha256(download.body).hexdigest()
-    assert server.wait_for_log_line(
-        r'127\.0\.0\.1 alice "GET /packages/demo_pkg-2\.0-py3-none-any\.whl" 200 \d+ [\d.]+ms'
-    )
+    line = f'127.0.0.1 alice "GET /packages/demo_pkg-2.0-py3-none-any.whl" 200 {len(download.body)} '
+    assert line in server.access_log(containing=line)
 
 
 @pytest.mark.e2e
 def test_a_legacy_sha256_crypt_token_still_reads(server):
-    write_json_atomically(server.tokens_path, {"version": 1, "tokens": {"old": sha256_crypt.hash("p" * 40)}})
+    write_json_atomically(server.tokens_path, {"version": 1, "tokens": {"old": LEGACY.hash("p" * 40)}})
     _wait_until(lambda: server.request("GET", "/simple/", auth=("old", "p" * 40)).status == 200, 1.5)
     assert server.request("GET", "/simple/", auth=("old", "q" * 40)).status == 401
 
@@ -271,6 +306,21 @@ def test_a_broken_manifest_keeps_the_last_good_one_until_a_good_one_arrives(serv
 
 
 @pytest.mark.e2e
+def test_a_server_started_before_its_files_exist_serves_them_once_written(tmp_path):
+    index = IndexServer(tmp_path / "late")
+    index.start()
+    try:
+        assert index.request("GET", "/simple/", auth=ALICE).status == 401
+        index.write_tokens(dict([ALICE]))
+        entry = manifest_entry(build_wheel(index.packages, "demo-pkg", "1.0"), "demo-pkg", "1.0")
+        index.write_manifest([entry])
+        took = _wait_until(lambda: index.request("GET", "/simple/demo-pkg/", auth=ALICE).status == 200, 3)
+        assert took < 1.0
+    finally:
+        index.stop()
+
+
+@pytest.mark.e2e
 def test_a_revoked_token_gets_401_within_a_second(server):
     assert server.request("GET", "/simple/", auth=ALICE).status == 200
     server.write_tokens(dict([BOB]))
@@ -323,6 +373,16 @@ def test_normalization_redirects_stay_on_https_behind_the_proxy_only(server):
     # From another address than the proxy's loopback one, the forwarded headers are ignored.
     direct = server.request("GET", "/simple/Demo_Pkg/", auth=ALICE, headers=forwarded, source="127.0.0.2")
     assert direct.header("Location") == f"{server.base_url}/simple/demo-pkg/"
+
+
+@pytest.mark.e2e
+def test_the_access_log_shows_the_client_address_the_proxy_forwards(server):
+    headers = {"X-Forwarded-For": "203.0.113.9"}
+    assert server.request("GET", "/simple/", auth=ALICE, headers=headers).status == 200
+    assert server.request("GET", "/simple/", auth=BOB, headers=headers, source="127.0.0.2").status == 200
+    log = server.access_log(containing="bob")
+    assert '203.0.113.9 alice "GET /simple/" 200' in log
+    assert '127.0.0.2 bob "GET /simple/" 200' in log
 
 
 # --- the modern protocol (PEP 691, 700, 592, 658/714, Requires-Python) ----------------------------------
@@ -451,13 +511,13 @@ def _uv_compile(server: IndexServer, tmp_path: Path, requirement: str, python: s
 def test_pip_resolves_with_metadata_files_only_and_skips_a_yanked_version_unless_pinned(resolvable_server, tmp_path):
     # On 3.11 lib 3.0 is out (Requires-Python) and 2.0 is yanked: 1.0 it is.
     assert _pip_dry_run(resolvable_server, tmp_path, "app")[0] == {"app": "1.0", "lib": "1.0"}
-    log = resolvable_server.access_log()
+    log = resolvable_server.access_log(containing="lib-1.0-py3-none-any.whl.metadata")
     assert '"GET /packages/lib-1.0-py3-none-any.whl.metadata" 200' in log
     assert _wheel_gets(log) == []
     pinned, output = _pip_dry_run(resolvable_server, tmp_path, "lib==2.0")
     assert pinned == {"lib": "2.0"}
     assert "corrupt build" in output  # pip's warning gives the yank reason
-    assert _wheel_gets(resolvable_server.access_log()) == []
+    assert _wheel_gets(resolvable_server.access_log(containing="lib-2.0-py3-none-any.whl.metadata")) == []
 
 
 @pytest.mark.e2e
@@ -472,7 +532,8 @@ def test_pip_installs_the_resolved_wheels_from_the_index(resolvable_server, tmp_
     result = _pip("install", "--target", str(target), "--index-url", resolvable_server.index_url(*ALICE), "app")
     assert result.returncode == 0, result.stderr
     assert (target / "lib" / "__init__.py").read_text() == 'VERSION = "1.0"\n'
-    assert len(_wheel_gets(resolvable_server.access_log())) == 2
+    log = resolvable_server.access_log(containing='lib-1.0-py3-none-any.whl"')
+    assert len(_wheel_gets(log)) == 2
 
 
 @pytest.mark.e2e
@@ -485,6 +546,6 @@ def test_uv_resolves_with_metadata_files_only_skips_a_yanked_version_unless_pinn
     ]
     assert re.search(r"^lib==2\.0$", _uv_compile(resolvable_server, tmp_path, "lib==2.0"), re.M)
     assert re.search(r"^lib==3\.0$", _uv_compile(resolvable_server, tmp_path, "lib", python="3.12"), re.M)
-    log = resolvable_server.access_log()
+    log = resolvable_server.access_log(containing="lib-1.0-py3-none-any.whl.metadata")
     assert '"GET /packages/lib-1.0-py3-none-any.whl.metadata" 200' in log
     assert _wheel_gets(log) == []
