@@ -109,11 +109,14 @@ def metadata_path(filename: str) -> str:
 # --- storing and deleting
 
 
-def _taken_error(index: PrivateIndex, filename: str, identity: str) -> DistributionError | None:
-    """Why `filename` cannot be published on the index, or None when it can."""
+def _taken_error(
+    index: PrivateIndex, filename: str, identity: str, *, adopting: bool = False
+) -> DistributionError | None:
+    """Why `filename` cannot be published on the index, or None when it can. When `adopting` a
+    file found on the share, that file itself does not count against its own name."""
     taken = index.package_files.filter(Q(filename=filename) | Q(identity=identity)).first()
     if taken is None:
-        if index.unrecorded_files.filter(path=filename).exists():
+        if not adopting and index.unrecorded_files.filter(path=filename).exists():
             return DistributionError(
                 f"A file named {filename} is on the index's share but was not published through the portal. "
                 "An admin must resolve it on the package page first.",
@@ -165,12 +168,9 @@ def package_store(
             checked.filename, index.name, validated - started, time.perf_counter() - validated,
         )  # fmt: skip
         with transaction.atomic():
-            package = PackageFile.objects.create(
-                index=index, filename=checked.filename, identity=checked.identity, project=checked.project,
-                version=checked.version, kind=checked.kind, size=checked.size, sha256=checked.sha256,
-                requires_python=checked.requires_python or "", metadata_sha256=_metadata_sha256(checked),
+            package = _record(
+                index, checked, source=source, uploaded_via=credential.label if credential else "",
                 uploaded_by=actor if getattr(actor, "is_authenticated", False) else None,
-                uploaded_via=credential.label if credential else "", source=source,
             )  # fmt: skip
             details = {"filename": checked.filename, "sha256": checked.sha256, "source": source}
             if credential is not None:
@@ -188,6 +188,35 @@ def _metadata_sha256(checked: ValidatedDistribution) -> str:
     return sha256_of_chunks([checked.metadata]) if checked.metadata else ""
 
 
+def _record(index: PrivateIndex, checked: ValidatedDistribution, **fields) -> PackageFile:
+    """The PackageFile row of a checked distribution (what the manifest will announce)."""
+    return PackageFile.objects.create(
+        index=index, filename=checked.filename, identity=checked.identity, project=checked.project,
+        version=checked.version, kind=checked.kind, size=checked.size, sha256=checked.sha256,
+        requires_python=checked.requires_python or "", metadata_sha256=_metadata_sha256(checked), **fields,
+    )  # fmt: skip
+
+
+def _write_metadata(index: PrivateIndex, checked: ValidatedDistribution) -> None:
+    """A wheel's METADATA as its PEP 658 file on the package share (nothing for an sdist)."""
+    if checked.metadata:
+        data = checked.metadata
+        get_driver().write_file(
+            index_spec(index), SHARE_PACKAGES, metadata_path(checked.filename), io.BytesIO(data), size=len(data)
+        )
+
+
+def _validated_from_share(index: PrivateIndex, path: str) -> ValidatedDistribution:
+    """Run the upload's validation on a file already on the package share (a local copy of it).
+    Raises DistributionError, or DriverError when the share cannot be read."""
+    with tempfile.TemporaryDirectory(prefix="portal-share-copy-") as tmp:
+        local = Path(tmp) / "file"
+        with open(local, "wb") as out:
+            for chunk in get_driver().read_file(index_spec(index), SHARE_PACKAGES, path):
+                out.write(chunk)
+        return validate_distribution(local, path)
+
+
 def _write_distribution(index: PrivateIndex, path: Path, checked: ValidatedDistribution) -> None:
     """The file (flat on the share, as pypiserver expects) and, for a wheel, its metadata file.
     Either both are written or neither is left behind."""
@@ -197,9 +226,7 @@ def _write_distribution(index: PrivateIndex, path: Path, checked: ValidatedDistr
         with open(path, "rb") as source_file:
             driver.write_file(spec, SHARE_PACKAGES, checked.filename, source_file, size=checked.size)
         written.append(checked.filename)
-        if checked.metadata:
-            data = checked.metadata
-            driver.write_file(spec, SHARE_PACKAGES, metadata_path(checked.filename), io.BytesIO(data), size=len(data))
+        _write_metadata(index, checked)
     except (DriverError, OSError) as exc:
         for done in written:
             with contextlib.suppress(DriverError, OSError):
@@ -461,43 +488,21 @@ def packages_resync(*, index: PrivateIndex, actor, request: HttpRequest | None =
 
 def _adopt(index: PrivateIndex, unrecorded: UnrecordedFile, actor) -> str:
     """Record one unrecorded file after the upload checks; '' when adopted, else why not."""
-    spec, driver = index_spec(index), get_driver()
-    with tempfile.TemporaryDirectory(prefix="portal-adopt-") as tmp:
-        path = Path(tmp) / "file"
-        with open(path, "wb") as out:
-            for chunk in driver.read_file(spec, SHARE_PACKAGES, unrecorded.path):
-                out.write(chunk)
-        received = ReceivedFile(path=path, filename=unrecorded.path, sha256=file_sha256(path))
-        try:
-            identity = distribution_identity(unrecorded.path)
-            if error := _taken_error_ignoring(index, unrecorded.path, identity):
-                return error
-            checked = validate_distribution(received.path, received.filename, sha256=received.sha256)
-        except DistributionError as exc:
-            return exc.message
-        if checked.metadata:
-            data = checked.metadata
-            driver.write_file(spec, SHARE_PACKAGES, metadata_path(checked.filename), io.BytesIO(data), size=len(data))
+    try:
+        identity = distribution_identity(unrecorded.path)
+        if error := _taken_error(index, unrecorded.path, identity, adopting=True):
+            return error.message
+        checked = _validated_from_share(index, unrecorded.path)
+    except DistributionError as exc:
+        return exc.message
+    _write_metadata(index, checked)
     with transaction.atomic():
-        PackageFile.objects.create(
-            index=index, filename=checked.filename, identity=checked.identity, project=checked.project,
-            version=checked.version, kind=checked.kind, size=checked.size, sha256=checked.sha256,
-            requires_python=checked.requires_python or "", metadata_sha256=_metadata_sha256(checked),
-            source=PackageFile.Source.RESYNC, checked_at=timezone.now(),
-        )  # fmt: skip
+        _record(index, checked, source=PackageFile.Source.RESYNC, checked_at=timezone.now())
         unrecorded.delete()
         audit_record(action="package.adopted", actor=actor, obj=index,
                      details={"filename": checked.filename, "sha256": checked.sha256})  # fmt: skip
         refresh_request(index=index)
     return ""
-
-
-def _taken_error_ignoring(index: PrivateIndex, filename: str, identity: str) -> str:
-    """Like _taken_error, but the unrecorded file itself does not count against its own name."""
-    taken = index.package_files.filter(Q(filename=filename) | Q(identity=identity)).first()
-    if taken is None:
-        return ""
-    return f"{filename} was published on this index before ({taken.filename}); {IMMUTABILITY_RULE}"
 
 
 def integrity_check_enqueue(*, index: PrivateIndex) -> None:
@@ -754,21 +759,14 @@ def packages_backfill_metadata(*, index: PrivateIndex) -> BackfillReport:
     A wheel whose bytes differ from the record is not touched (the integrity check flags it)."""
     report = BackfillReport(index=index.name)
     wheels = index.package_files.present().filter(kind="wheel", metadata_sha256="").order_by("filename")
-    spec, driver = index_spec(index), get_driver()
     for package in wheels:
         try:
-            with tempfile.TemporaryDirectory(prefix="portal-backfill-") as tmp:
-                path = Path(tmp) / "file"
-                with open(path, "wb") as out:
-                    for chunk in driver.read_file(spec, SHARE_PACKAGES, package.filename):
-                        out.write(chunk)
-                checked = validate_distribution(path, package.filename)
+            checked = _validated_from_share(index, package.filename)
             if checked.sha256 != package.sha256:
                 raise DistributionError("the bytes on the share differ from what was published", code="changed")
             if not checked.metadata:
                 raise DistributionError("the wheel has no METADATA", code="metadata")
-            data = checked.metadata
-            driver.write_file(spec, SHARE_PACKAGES, metadata_path(package.filename), io.BytesIO(data), size=len(data))
+            _write_metadata(index, checked)
         except (DistributionError, DriverError) as exc:
             report.failed[package.filename] = exc.message
             continue

@@ -6,7 +6,6 @@ process stopped by PID on restart, delete and emulator stop (real Azure SDKs, no
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -19,6 +18,7 @@ from azure.mgmt.storage.models import FileShare, Sku, StorageAccountCreateParame
 from azure.storage.fileshare import ShareServiceClient
 
 from devtools.azure_emulator import AzureEmulator
+from provisioning.drivers.local_processes import alive
 from tests.azure_fixtures import sdk_clients
 
 pytestmark = pytest.mark.e2e
@@ -113,14 +113,6 @@ def _app_pid(emulator: AzureEmulator) -> int:
     return group["containers"]["app"]["pid"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_a_container_group_runs_its_command_on_the_share_with_only_its_declared_environment(running):
     emulator = running.emulator
     running.containers.container_groups.begin_create_or_update(
@@ -156,7 +148,7 @@ def test_a_restart_starts_new_processes_and_a_delete_stops_them(running):
     running.containers.container_groups.begin_restart(RG, "app").result()
     for _ in range(2):  # a restart is asynchronous: it happens by the second look
         running.containers.container_groups.get(RG, "app")
-    assert not _alive(first)
+    assert not alive(first)
     assert _app_pid(emulator) != first
     assert _wait_for(lambda: _pong(port)) == "pong hello"  # the mapping outlives the restart
     group = running.containers.container_groups.get(RG, "app")
@@ -165,7 +157,7 @@ def test_a_restart_starts_new_processes_and_a_delete_stops_them(running):
     pids = emulator.running_pids()
     running.containers.container_groups.begin_delete(RG, "app").result()
     assert emulator.running_pids() == []
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if alive(pid)]
     assert _pong(port) == ""
 
 
@@ -187,6 +179,6 @@ def test_stopping_the_emulator_stops_every_process_and_removes_the_shares(runnin
     assert len(pids) == 2  # the namespace holder and the app
 
     emulator.stop()
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if alive(pid)]
     assert not emulator.state.storage_dir.exists()
     assert not emulator.arm.runtime.folder.exists()

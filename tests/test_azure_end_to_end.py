@@ -8,7 +8,6 @@ teardown that leaves no process, no file and no resource."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from packages_ui.testing import build_wheel
 from provisioning import services
 from provisioning.certs import CertificateStatus, inspect_certificate
 from provisioning.drivers.base import get_driver
+from provisioning.drivers.local_processes import alive
 from provisioning.models import PrivateIndex
 from provisioning.spec import SHARE_CERTS
 from tests.clients import clean_env, twine_upload
@@ -55,14 +55,6 @@ def _pip(python: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedP
 def _container_pids(emulator: AzureEmulator) -> set[int]:
     groups = emulator.arm.runtime.describe().values()
     return {c["pid"] for group in groups for c in group["containers"].values()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_an_index_on_the_azure_path_gets_an_acme_certificate_serves_pip_over_https_and_keeps_it_across_a_restart(
@@ -163,7 +155,7 @@ def test_an_index_on_the_azure_path_gets_an_acme_certificate_serves_pip_over_htt
     index.refresh_from_db()
     assert index.state == "deleted", index.error
     assert emulator.running_pids() == []
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if alive(pid)]
     snapshot = emulator.snapshot()
     assert snapshot["resource_groups"] == {} and snapshot["storage_accounts"] == {}
     assert snapshot["container_groups"] == {}

@@ -30,7 +30,8 @@ class Proc:
         return " ".join(self.argv)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
     except OSError:
@@ -48,7 +49,7 @@ def processes() -> list[Proc]:
             raw = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if raw and _alive(int(entry.name)):
+        if raw and alive(int(entry.name)):
             argv = tuple(a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0"))
             found.append(Proc(int(entry.name), argv))
     return found
@@ -118,9 +119,9 @@ def stop(pids: list[int], *, grace: float = 5.0) -> None:
 
     signal_all(signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if any(_alive(p) for p in pids):
+    if any(alive(p) for p in pids):
         signal_all(signal.SIGKILL)
-        while any(_alive(p) for p in pids):
+        while any(alive(p) for p in pids):
             time.sleep(0.02)
