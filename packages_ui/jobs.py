@@ -4,7 +4,7 @@ from packages_ui.services (queue and timeout are set there, where the job is ask
 from __future__ import annotations
 
 from packages_ui import services
-from provisioning.models import PACKAGE_STATES, PrivateIndex
+from provisioning.models import PrivateIndex
 
 
 def refresh_packages(index_id: int) -> None:
@@ -21,5 +21,5 @@ def check_package_integrity(index_id: int) -> None:
 
 def check_fleet_integrity() -> None:
     """Queue an integrity check for every index that serves packages (run by the scheduler)."""
-    for index in PrivateIndex.objects.filter(state__in=PACKAGE_STATES):
+    for index in PrivateIndex.objects.serving():
         services.integrity_check_enqueue(index=index)

@@ -157,7 +157,7 @@ def legacy_upload_respond(request: HttpRequest, index_id: int) -> HttpResponse:
     try:
         credential = upload_credential(request=request, index=PrivateIndex.objects.filter(pk=index_id).first())
         index = credential.index  # the instance given above (a related manager's known object)
-        if not index.accepts_packages:
+        if not index.is_serving:
             raise UploadRefused(
                 503, f"{index.name} is {index.get_state_display().lower()}; it takes uploads once it is ready."
             )

@@ -19,14 +19,13 @@ from django.utils import timezone
 from portal.queueing import enqueue_after_commit
 from provisioning.certs import CertificateResult, CertificateStatus, CertificateTarget, inspect_fleet
 from provisioning.drivers.base import Driver, DriverError, IndexStatus, ShareFile, get_driver
-from provisioning.models import CHECKED_STATES, CertificateCheck, IndexHealth, PrivateIndex
+from provisioning.models import CertificateCheck, IndexHealth, PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_CERTS, SHARE_PACKAGES, IndexSpec
 
 logger = logging.getLogger(__name__)
 
 QUEUE = "default"
-# States in which an index has (or should have) a running Caddy worth checking.
 DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".egg")
 # Where Caddy keeps issued certificates under its data directory (the caddy-certs share).
 CADDY_CERTIFICATES_PREFIX = "caddy/certificates"
@@ -135,8 +134,8 @@ def index_check(*, index: PrivateIndex) -> CertificateCheck:
 
 
 def fleet_check() -> dict[str, int]:
-    """Check every index in CHECKED_STATES. Returns how many ended in each status."""
-    indexes = list(PrivateIndex.objects.filter(state__in=CHECKED_STATES).select_related("team"))
+    """Check every index that has resources (PrivateIndex.objects.checked()). Returns how many ended in each status."""
+    indexes = list(PrivateIndex.objects.checked().select_related("team"))
     checks = _check_many(indexes)
     counts: dict[str, int] = {}
     for check in checks.values():

@@ -13,14 +13,10 @@ from django.conf import settings
 from django.db.models import Case, DecimalField, Q, Value, When
 
 from provisioning.azure_settings import share_quota_gib
-from provisioning.models import IndexState
+from provisioning.models import BILLED_STATES
 from provisioning.spec import Placement, build_index_spec
 
 SECONDS_PER_MONTH = 730 * 3600  # Azure's billing month
-# States in which the container group and the shares exist and are billed.
-BILLED_STATES = frozenset(
-    {IndexState.PROVISIONING, IndexState.READY, IndexState.RESTARTING, IndexState.FAILED, IndexState.DELETING}
-)
 _CENTS = Decimal("0.01")
 _PLACEHOLDER = Placement(hostname="cost.invalid", https_port=443, http_port=80, server_port=8080, tls="acme")
 

@@ -31,7 +31,7 @@ from rq.worker import Worker
 from portal.audit import audit_record
 from provisioning.certs import PROBLEM_STATUSES, CertificateStatus
 from provisioning.cost import cost_expression, size_costs
-from provisioning.models import IndexState, PrivateIndex, Team
+from provisioning.models import GONE_STATES, SERVING_STATES, IndexState, PrivateIndex, Team
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +55,6 @@ COLUMNS = [
     ("requested_by", "Requested by"), ("created", "Created"), ("cost", "Cost / month"),
 ]  # fmt: skip
 DEFAULT_SORT = "-created"
-HIDDEN_BY_DEFAULT = (IndexState.DELETED, IndexState.DENIED)
-# Indexes whose certificate matters now: the banner counts problems among these only.
-SERVING_STATES = (IndexState.READY, IndexState.RESTARTING)
 CERT_FILTERS = {"problem": "Any problem", "unchecked": "Not checked yet", **dict(CertificateStatus.choices)}
 
 
@@ -213,7 +210,7 @@ def _base() -> QuerySet[PrivateIndex]:
 
 def filtered_indexes(filters: Filters) -> QuerySet[PrivateIndex]:
     qs = _base().annotate(**_package_annotations()).select_related("team", "requested_by", "health__latest")
-    qs = qs.filter(state=filters.state) if filters.state else qs.exclude(state__in=HIDDEN_BY_DEFAULT)
+    qs = qs.filter(state=filters.state) if filters.state else qs.existing()
     if filters.team:
         qs = qs.filter(team__slug=filters.team)
     if filters.cert == "problem":
@@ -256,11 +253,12 @@ def index_figures(index_id: int) -> PrivateIndex:
 def _cert_problem(statuses: set[str] = PROBLEM_STATUSES) -> Q:
     """A certificate problem worth a warning: only on indexes that should be serving (one that is
     still provisioning or has failed is unreachable as a matter of course)."""
+    # Serving indexes only: the banner counts certificate problems that matter now.
     return Q(state__in=SERVING_STATES, health__cert_status__in=list(statuses))
 
 
 def banner() -> Banner:
-    data = PrivateIndex.objects.exclude(state__in=HIDDEN_BY_DEFAULT).aggregate(
+    data = PrivateIndex.objects.existing().aggregate(
         expiring=Count("pk", filter=_cert_problem({CertificateStatus.EXPIRING})),
         failed=Count("pk", filter=_cert_problem(PROBLEM_STATUSES - {CertificateStatus.EXPIRING})),
         awaiting_approval=Count("pk", filter=Q(state=IndexState.AWAITING_APPROVAL)),
@@ -271,7 +269,7 @@ def banner() -> Banner:
 
 
 def team_totals() -> list[TeamTotal]:
-    shown = PrivateIndex.objects.exclude(state__in=HIDDEN_BY_DEFAULT)
+    shown = PrivateIndex.objects.existing()
     rows = (
         shown.values("team", "team__name", "team__slug")
         .annotate(indexes=Count("pk"), cost=Sum(cost_expression()))
@@ -283,7 +281,7 @@ def team_totals() -> list[TeamTotal]:
     else:
         # Its own GROUP BY: joining files into the query above would multiply counts and cost,
         # and a correlated subquery there runs once per index.
-        used = package_file.objects.exclude(index__state__in=HIDDEN_BY_DEFAULT).values_list("index__team")
+        used = package_file.objects.exclude(index__state__in=GONE_STATES).values_list("index__team")
         storage = dict(used.annotate(total=Sum("size")).order_by())
     return [
         TeamTotal(name=r["team__name"], slug=r["team__slug"], indexes=r["indexes"],

@@ -121,26 +121,53 @@ class IndexState(models.TextChoices):
     DELETED = "deleted", "Deleted"
 
 
+class IndexOperation(models.TextChoices):
+    """What a job does to an index; each runs while the index is in its working state."""
+
+    PROVISION = "provision", "Provision"
+    RESTART = "restart", "Restart"
+    TEARDOWN = "teardown", "Tear down"
+
+
+# --- The state rules: each defined once here and used by services, checks, cost, the dashboard,
+# the commands and (through PrivateIndex's properties) the templates.
 S = IndexState
-TRANSITIONS: dict[str, set[str]] = {
-    S.REQUESTED: {S.AWAITING_APPROVAL, S.PROVISIONING, S.FAILED},
-    S.AWAITING_APPROVAL: {S.REQUESTED, S.DENIED, S.FAILED},
-    S.DENIED: set(),
-    S.PROVISIONING: {S.READY, S.FAILED},
-    S.READY: {S.RESTARTING, S.DELETING, S.FAILED},
-    S.RESTARTING: {S.READY, S.FAILED},
-    S.FAILED: {S.PROVISIONING, S.DELETING},
-    S.DELETING: {S.DELETED, S.FAILED},
-    S.DELETED: set(),
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.REQUESTED: frozenset({S.AWAITING_APPROVAL, S.PROVISIONING, S.FAILED}),
+    S.AWAITING_APPROVAL: frozenset({S.REQUESTED, S.DENIED, S.FAILED}),
+    S.DENIED: frozenset(),
+    S.PROVISIONING: frozenset({S.READY, S.FAILED}),
+    S.READY: frozenset({S.RESTARTING, S.DELETING, S.FAILED}),
+    S.RESTARTING: frozenset({S.READY, S.FAILED}),
+    S.FAILED: frozenset({S.PROVISIONING, S.DELETING}),
+    S.DELETING: frozenset({S.DELETED, S.FAILED}),
+    S.DELETED: frozenset(),
 }
-# States in which a job is (or should be) working on the index.
-ACTIVE_STATES = {S.REQUESTED, S.PROVISIONING, S.RESTARTING, S.DELETING}
-# States in which the index has resources whose certificate and health mean something.
-CHECKED_STATES = (S.READY, S.RESTARTING, S.FAILED, S.PROVISIONING)
-# Names stay taken while the index exists in any form.
-NAME_HOLDING_STATES = set(IndexState.values) - {S.DELETED, S.DENIED}
-# Serving, so packages can be added (a restart in progress picks them up next).
-PACKAGE_STATES = frozenset({S.READY, S.RESTARTING})
+# The state an index is in while a job runs each operation.
+WORKING_STATE = {
+    IndexOperation.PROVISION: S.PROVISIONING,
+    IndexOperation.RESTART: S.RESTARTING,
+    IndexOperation.TEARDOWN: S.DELETING,
+}
+# States in which a job is (or should be) working on the index, and the operation it runs.
+OPERATION_OF_ACTIVE_STATE = {
+    S.REQUESTED: IndexOperation.PROVISION,
+    **{state: operation for operation, state in WORKING_STATE.items()},
+}
+ACTIVE_STATES = frozenset(OPERATION_OF_ACTIVE_STATE)
+# Torn down or denied: nothing exists, the name is free again, lists hide them by default.
+GONE_STATES = frozenset({S.DELETED, S.DENIED})
+NAME_HOLDING_STATES = frozenset(IndexState.values) - GONE_STATES
+# The index has resources whose certificate and health mean something.
+CHECKED_STATES = frozenset({S.PROVISIONING, S.READY, S.RESTARTING, S.FAILED})
+# Serving packages: uploads and mirror runs are accepted (a restart in progress picks them up next).
+SERVING_STATES = frozenset({S.READY, S.RESTARTING})
+# Azure bills the storage account and container group from creation until teardown ends.
+BILLED_STATES = CHECKED_STATES | {S.DELETING}
+# What a team lead may ask for in each state.
+RESTARTABLE_STATES = frozenset({S.READY})
+DELETABLE_STATES = frozenset({S.READY, S.FAILED})
+RETRYABLE_STATES = frozenset({S.FAILED})
 
 
 class InvalidTransition(Exception):
@@ -164,6 +191,19 @@ class PrivateIndexQuerySet(models.QuerySet):
 
     def holding_name(self, name: str) -> PrivateIndexQuerySet:
         return self.filter(name=name, state__in=NAME_HOLDING_STATES)
+
+    def existing(self) -> PrivateIndexQuerySet:
+        """Not torn down or denied."""
+        return self.exclude(state__in=GONE_STATES)
+
+    def checked(self) -> PrivateIndexQuerySet:
+        return self.filter(state__in=CHECKED_STATES)
+
+    def serving(self) -> PrivateIndexQuerySet:
+        return self.filter(state__in=SERVING_STATES)
+
+    def active(self) -> PrivateIndexQuerySet:
+        return self.filter(state__in=ACTIVE_STATES)
 
 
 class PrivateIndex(models.Model):
@@ -198,7 +238,7 @@ class PrivateIndex(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["name"],
-                condition=~Q(state__in=["deleted", "denied"]),
+                condition=~Q(state__in=sorted(GONE_STATES)),
                 name="index_name_unique_while_it_exists",
             )
         ]
@@ -237,6 +277,22 @@ class PrivateIndex(models.Model):
         return self.state == IndexState.READY
 
     @property
+    def is_failed(self) -> bool:
+        return self.state == IndexState.FAILED
+
+    @property
+    def is_awaiting_approval(self) -> bool:
+        return self.state == IndexState.AWAITING_APPROVAL
+
+    @property
+    def is_denied(self) -> bool:
+        return self.state == IndexState.DENIED
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.state == IndexState.DELETED
+
+    @property
     def is_checkable(self) -> bool:
         """Built and not torn down: its certificate, health and files can be checked and shown."""
         return bool(self.deployment) and self.state in CHECKED_STATES
@@ -244,20 +300,33 @@ class PrivateIndex(models.Model):
     @property
     def is_gone(self) -> bool:
         """Torn down or denied: nothing runs, so nothing live is shown or checked."""
-        return self.state in {IndexState.DELETED, IndexState.DENIED}
+        return self.state in GONE_STATES
+
+    @property
+    def is_serving(self) -> bool:
+        """Uploads and mirror runs are accepted; a restart in progress picks them up next."""
+        return self.state in SERVING_STATES
+
+    accepts_packages = is_serving
+
+    @property
+    def can_restart(self) -> bool:
+        return self.state in RESTARTABLE_STATES
 
     @property
     def can_retry(self) -> bool:
-        return self.state == IndexState.FAILED
+        return self.state in RETRYABLE_STATES
 
     @property
     def can_delete(self) -> bool:
-        return self.state in {IndexState.READY, IndexState.FAILED}
+        return self.state in DELETABLE_STATES
 
     @property
-    def accepts_packages(self) -> bool:
-        """Uploads and mirror runs are accepted; a restart in progress picks them up next."""
-        return self.state in PACKAGE_STATES
+    def retry_operation(self) -> str:
+        """A retry resumes what failed: a failed teardown resumes teardown, anything else builds."""
+        if self.failed_operation == IndexOperation.TEARDOWN:
+            return IndexOperation.TEARDOWN
+        return IndexOperation.PROVISION
 
     # --- who may do what
     def role_of(self, user) -> str | None:
@@ -289,10 +358,7 @@ class PrivateIndex(models.Model):
 
 
 class ProvisioningStep(models.Model):
-    class Operation(models.TextChoices):
-        PROVISION = "provision", "Provision"
-        RESTART = "restart", "Restart"
-        TEARDOWN = "teardown", "Tear down"
+    Operation = IndexOperation
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"

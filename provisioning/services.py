@@ -36,6 +36,8 @@ from portal.queueing import enqueue_after_commit, job_is_live, job_lost_its_work
 from provisioning.drivers.base import DeployStep, DriverError, get_driver
 from provisioning.index_server import hash_token, verify_token
 from provisioning.models import (
+    OPERATION_OF_ACTIVE_STATE,
+    WORKING_STATE,
     IndexCredential,
     IndexState,
     PrivateIndex,
@@ -235,9 +237,8 @@ def index_retry(*, index: PrivateIndex, actor, request: HttpRequest | None = Non
     """Resume a failed index from the step that failed (a failed teardown resumes teardown)."""
     with transaction.atomic():
         index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
-        operation = Op.TEARDOWN if index.failed_operation == Op.TEARDOWN else Op.PROVISION
-        target = IndexState.DELETING if operation == Op.TEARDOWN else IndexState.PROVISIONING
-        index.transition_to(target, error="")
+        operation = index.retry_operation
+        index.transition_to(WORKING_STATE[operation], error="")
         audit_record(action="index.retried", actor=actor, obj=index, request=request,
                      details={"operation": operation, "step": index.failed_step})  # fmt: skip
         _enqueue(index, operation)
@@ -416,14 +417,8 @@ def index_reconcile() -> dict[str, int]:
     processes or containers are gone are brought back. Returns counts for the caller to report.
     """
     counts = {"requeued": 0, "revived": 0, "errors": 0}
-    operation_for = {
-        IndexState.REQUESTED: Op.PROVISION,
-        IndexState.PROVISIONING: Op.PROVISION,
-        IndexState.RESTARTING: Op.RESTART,
-        IndexState.DELETING: Op.TEARDOWN,
-    }
     connection = django_rq.get_connection(QUEUE)
-    for index in PrivateIndex.objects.filter(state__in=list(operation_for)).select_related("team"):
+    for index in PrivateIndex.objects.active().select_related("team"):
         jobs = list(_index_jobs(index))
         if any(job_is_live(job) for job in jobs):
             continue
@@ -434,7 +429,7 @@ def index_reconcile() -> dict[str, int]:
             notice = f"{RESUMING_NOTICE}" + (f", from “{running}”." if running else ".")
             connection.set(_notice_key(index.pk), notice, ex=JOB_TIMEOUT)
             logger.warning("Index %s lost its worker; queueing its %s again.", index.name, index.state)
-        _enqueue(index, operation_for[index.state])
+        _enqueue(index, OPERATION_OF_ACTIVE_STATE[index.state])
         counts["requeued"] += 1
     # A ready index whose processes died is brought back, and checked at once so the dashboard
     # shows the revival (or the death, when it cannot come back) now, not at the next fleet check.

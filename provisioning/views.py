@@ -59,6 +59,8 @@ def index_detail(request: HttpRequest, index_id: int) -> HttpResponse:
         "resume_notice": services.index_resume_notice(index),
         "can_manage": index.can_manage(request.user),
         "can_publish": index.can_publish(request.user),
+        # Clients must trust a private CA (the local driver's, an ACME test CA): offer its download.
+        "has_ca": index.is_ready and services.index_ca_pem(index) is not None,
     }
     if request.htmx and request.GET.get("part") == "progress":
         response = render(request, "provisioning/index_detail.html#progress", context)

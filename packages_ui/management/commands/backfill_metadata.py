@@ -21,7 +21,7 @@ def indexes_to_backfill() -> list[PrivateIndex]:
         .values_list("index_id", flat=True)
         .distinct()
     )
-    return [index for index in PrivateIndex.objects.filter(pk__in=ids).order_by("pk") if index.accepts_packages]
+    return [index for index in PrivateIndex.objects.filter(pk__in=ids).order_by("pk") if index.is_serving]
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from provisioning.models import ACTIVE_STATES, PrivateIndex
+from provisioning.models import PrivateIndex
 
 
 def wait_for_index(index: PrivateIndex, *, timeout: float, until: set[str] | None = None) -> PrivateIndex:
@@ -12,7 +12,7 @@ def wait_for_index(index: PrivateIndex, *, timeout: float, until: set[str] | Non
     deadline = time.monotonic() + timeout
     while True:
         index.refresh_from_db()
-        done = index.state in until if until else index.state not in ACTIVE_STATES
+        done = index.state in until if until else not index.is_active
         if done or time.monotonic() > deadline:
             return index
         time.sleep(0.2)

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from portal.dependencies import REDIS_ERRORS, outage_message
 from provisioning import services
 from provisioning.management.commands._wait import wait_for_index
-from provisioning.models import IndexCredential, IndexState, PrivateIndex, Team
+from provisioning.models import IndexCredential, PrivateIndex, Team
 
 
 class Command(BaseCommand):
@@ -57,7 +57,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Requested {index.name} (id {index.pk}); state {index.state}.")
             return
         index = wait_for_index(index, timeout=options["timeout"])
-        if index.state != IndexState.READY:
+        if not index.is_ready:
             raise CommandError(
                 f"Index {index.name} is {index.state}"
                 + (f": step {index.failed_step} failed: {index.error}" if index.error else " (timed out waiting)")

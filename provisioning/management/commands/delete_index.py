@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from provisioning import services
 from provisioning.management.commands._wait import wait_for_index
-from provisioning.models import IndexState, InvalidTransition, PrivateIndex
+from provisioning.models import InvalidTransition, PrivateIndex
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if options["wait"]:
             index = wait_for_index(index, timeout=options["timeout"])
-            if index.state != IndexState.DELETED:
+            if not index.is_deleted:
                 raise CommandError(f"Index {index.name} is {index.state}: {index.error or 'timed out waiting'}")
             self.stdout.write(f"{index.name} is deleted.")
         else:

@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         indexes = PrivateIndex.objects.select_related("team").order_by("team__slug", "name")
         if not options["all"]:
-            indexes = indexes.exclude(state__in=["deleted", "denied"])
+            indexes = indexes.existing()
         rows = [
             {"id": i.pk, "name": i.name, "team": i.team.slug, "state": i.state, "url": i.url, "error": i.error}
             for i in indexes

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from provisioning import services
 from provisioning.drivers.base import get_driver
-from provisioning.models import IndexState, PrivateIndex
+from provisioning.models import PrivateIndex
 
 
 class Command(BaseCommand):
@@ -15,9 +15,7 @@ class Command(BaseCommand):
         if driver.name != "local":
             raise CommandError("Only the local driver runs processes on this machine.")
         stopped = 0
-        for index in PrivateIndex.objects.exclude(state__in=[IndexState.DELETED, IndexState.DENIED]).exclude(
-            deployment={}
-        ):
+        for index in PrivateIndex.objects.existing().exclude(deployment={}):
             driver.halt(services.index_spec(index))
             stopped += 1
         # Processes no index row accounts for (a deleted index's orphan, a killed worker's).
