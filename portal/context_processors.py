@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 
-from provisioning.models import is_portal_admin
+from portal.permissions import is_portal_admin
 
 
 def portal(request: HttpRequest) -> dict:
