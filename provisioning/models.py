@@ -322,9 +322,21 @@ class IndexCredential(models.Model):
         return self.revoked_at is None
 
 
-# --- Certificate and health checks (issue 6)
+class CertificateStatus(models.TextChoices):
+    VALID = "valid", "Valid"
+    EXPIRING = "expiring", "Expiring"
+    EXPIRED = "expired", "Expired"
+    NOT_YET_VALID = "not_yet_valid", "Not yet valid"
+    UNTRUSTED = "untrusted", "Untrusted"
+    WRONG_HOST = "wrong_host", "Wrong host"
+    UNREACHABLE = "unreachable", "Unreachable"
+    NO_TLS = "no_tls", "No TLS"
+    NOT_ISSUED = "not_issued", "Not issued yet"
 
-from provisioning.certs import PROBLEM_STATUSES, CertificateStatus  # noqa: E402
+
+# Statuses that need an admin's attention (the dashboard's banner and "problem" filter).
+# NOT_ISSUED is not among them: it is what an index shows while it is still being built.
+PROBLEM_STATUSES = frozenset(CertificateStatus) - {CertificateStatus.VALID, CertificateStatus.NOT_ISSUED}
 
 
 class CertificateCheck(models.Model):
