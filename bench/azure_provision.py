@@ -108,10 +108,10 @@ def main() -> None:
     import django
 
     django.setup()
-    from packages_ui.testing import build_wheel
     from provisioning.drivers.azure import AzureDriver
     from provisioning.index_server import hash_token
     from provisioning.spec import MANIFEST_PATH, SHARE_CONFIG, SHARE_PACKAGES, TOKENS_PATH, build_index_spec
+    from tests.builders import build_wheel
     from tests.index_server_support import manifest_entry
 
     driver = AzureDriver()

@@ -14,14 +14,22 @@ import argparse
 import collections
 import datetime as dt
 import multiprocessing
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The certificate statuses are a model enum: the checker needs Django's settings and apps.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DEBUG", "1")
 
-from provisioning.certs import CertificateTarget, inspect_fleet
+import django
+
+django.setup()
+
+from provisioning.certs import CertificateTarget, inspect_fleet  # noqa: E402
 
 
 def serve(count: int, conn) -> None:

@@ -30,7 +30,8 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_databases, teardown_databases  # noqa: E402
 
-from provisioning.models import ADMIN_GROUP, PrivateIndex  # noqa: E402
+from portal.permissions import ADMIN_GROUP  # noqa: E402
+from provisioning.models import PrivateIndex  # noqa: E402
 from tests.dashboard_support import make_fleet  # noqa: E402
 
 VIEWS = {

@@ -5,7 +5,7 @@ files or Requires-Python, so clients must download wheels to read their METADATA
 
     .venv/bin/python bench/resolve.py [--projects 30] [--big 6] [--big-megabytes 110] [--python 3.11] [--runs 3]
 
-Builds real wheels (packages_ui.testing.build_wheel) in a temporary folder: per project 1.0 and
+Builds real wheels (tests.builders.build_wheel) in a temporary folder: per project 1.0 and
 2.0 (the big projects' 2.0 is the big wheel) and 3.0 needing Python >= 3.13, every second project
 depending on the next. Two index servers (provisioning/index_server.py) share the folder with
 different manifests, each behind its own Caddy over HTTPS (the index's Caddyfile, tls internal).
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.serve import MB, start_caddy, stop  # noqa: E402
-from packages_ui.testing import build_wheel, metadata_text  # noqa: E402
+from tests.builders import build_wheel, metadata_text  # noqa: E402
 from tests.index_server_support import IndexServer, manifest_entry  # noqa: E402
 
 USER, PASSWORD = "bench", "r" * 40

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from packages_ui.testing import build_wheel  # noqa: E402
 from provisioning.spec import Placement, render_caddyfile  # noqa: E402
+from tests.builders import build_wheel  # noqa: E402
 from tests.index_server_support import IndexServer, free_port, manifest_entry  # noqa: E402
 
 MB = 1024 * 1024

@@ -52,9 +52,9 @@ def main() -> None:
     from django.urls import reverse
 
     from packages_ui.models import PackageFile
-    from packages_ui.testing import build_wheel
     from provisioning import services
     from provisioning.models import Membership, PrivateIndex, Team
+    from tests.builders import build_wheel
     from tests.clients import twine_upload
 
     call_command("migrate", verbosity=0)

@@ -128,9 +128,9 @@ def main() -> None:
     from django.core.management import call_command
 
     from packages_ui.models import PackageFile
-    from packages_ui.testing import build_wheel
     from provisioning import services
     from provisioning.models import Membership, PrivateIndex, Team
+    from tests.builders import build_wheel
 
     call_command("migrate", verbosity=0)
     user = User.objects.create_user("bench-publisher")

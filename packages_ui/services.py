@@ -50,9 +50,10 @@ from packages_ui.validation import (
     validate_distribution,
 )
 from portal.audit import audit_record
+from portal.permissions import is_portal_admin
 from portal.queueing import enqueue_after_commit, queue_now
 from provisioning.drivers.base import DriverError, get_driver
-from provisioning.models import IndexCredential, PrivateIndex, is_portal_admin
+from provisioning.models import IndexCredential, PrivateIndex
 from provisioning.services import index_lock, index_spec, portal_read_credential
 from provisioning.spec import MANIFEST_PATH, METADATA_DIR, SHARE_CONFIG, SHARE_PACKAGES
 

@@ -21,15 +21,13 @@ from packages_ui.forms import MirrorForm
 from packages_ui.models import MirrorRun, PackageFile
 from packages_ui.receiving import HashingUploadHandler, receive_raw_body, received_from_form, too_large_error
 from packages_ui.validation import DistributionError
+from portal.permissions import is_portal_admin
 from provisioning import services as provisioning_services
 from provisioning.forms import CredentialForm
-from provisioning.models import IndexCredential, PrivateIndex, is_portal_admin
+from provisioning.index_access import visible_index_or_404
+from provisioning.models import IndexCredential, PrivateIndex
 from provisioning.snippets import client_snippets
 from provisioning.views import perform_index_action
-
-
-def _visible_index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    return PrivateIndex.objects.visible_or_404(request.user, index_id)
 
 
 def _require_publisher(request: HttpRequest, index: PrivateIndex) -> None:
@@ -38,7 +36,7 @@ def _require_publisher(request: HttpRequest, index: PrivateIndex) -> None:
 
 
 def _publishable_index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     _require_publisher(request, index)
     return index
 
@@ -65,7 +63,7 @@ def _projects(index: PrivateIndex, query: str) -> list[dict]:
 @login_required
 @require_GET
 def packages(request: HttpRequest, index_id: int) -> HttpResponse:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     query = request.GET.get("q", "").strip()[:100]
     context = {
         "index": index,
@@ -135,14 +133,14 @@ def _package_upload(request: HttpRequest, index_id: int, handler: HashingUploadH
 @require_GET
 def package_state(request: HttpRequest, index_id: int, file_id: int) -> HttpResponse:
     """One uploaded file's result, polled by htmx until it is live."""
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     package = get_object_or_404(index.package_files, pk=file_id)
     result = {"filename": package.filename, "ok": True, "package": package}
     return render(request, "packages_ui/packages.html#result", {"index": index, "result": result})
 
 
 def _admin_index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     if not is_portal_admin(request.user):
         raise PermissionDenied("Only a portal admin can do this: published files are immutable.")
     return index
@@ -195,7 +193,7 @@ def packages_resync(request: HttpRequest, index_id: int) -> HttpResponse:
 
 @login_required
 def mirror(request: HttpRequest, index_id: int) -> HttpResponse:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     form = MirrorForm(request.POST or None)
     if request.method == "POST":
         _require_publisher(request, index)
@@ -213,7 +211,7 @@ def mirror(request: HttpRequest, index_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def mirror_run(request: HttpRequest, index_id: int, run_id: int) -> HttpResponse:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     run = get_object_or_404(MirrorRun, index=index, pk=run_id)
     template = "packages_ui/mirror_run.html#progress" if request.htmx else "packages_ui/mirror_run.html"
     return render(request, template, {"index": index, "run": run})
@@ -232,7 +230,7 @@ def _tokens_context(request: HttpRequest, index: PrivateIndex, form: CredentialF
 @login_required
 def tokens(request: HttpRequest, index_id: int) -> HttpResponse:
     """Named read and publish tokens; a new token's password is in this response only."""
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     if request.method != "POST":
         return render(request, "packages_ui/tokens.html", _tokens_context(request, index))
     form = CredentialForm(request.POST)
@@ -266,7 +264,7 @@ def tokens(request: HttpRequest, index_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, index_id: int, credential_id: int) -> HttpResponse:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     credential = get_object_or_404(index.credentials, pk=credential_id)
     if not (index.can_publish(request.user) or credential.created_by_id == request.user.pk):
         raise PermissionDenied("Only publishers, team leads and the token's creator can revoke it.")

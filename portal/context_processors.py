@@ -1,13 +1,9 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest
 
-from provisioning.models import is_portal_admin
+from portal.permissions import is_portal_admin
 
 
 def portal(request: HttpRequest) -> dict:
-    return {
-        "is_portal_admin": is_portal_admin(request.user),
-        "driver_name": settings.PROVISIONING_DRIVER.rsplit(".", 1)[-1],
-    }
+    return {"is_portal_admin": is_portal_admin(request.user)}

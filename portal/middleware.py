@@ -1,5 +1,5 @@
-"""Small middlewares: htmx request detection, the Content-Security-Policy header, and a one-line
-503 when PostgreSQL or Redis cannot be reached."""
+"""Small middlewares: the Content-Security-Policy header, and a one-line 503 when PostgreSQL or
+Redis cannot be reached. (django-htmx's middleware sets `request.htmx`.)"""
 
 from __future__ import annotations
 
@@ -12,17 +12,6 @@ from django.http import HttpRequest, HttpResponse
 from portal.dependencies import outage_message
 
 logger = logging.getLogger(__name__)
-
-
-class HtmxMiddleware:
-    """Sets `request.htmx` (True for requests htmx made) so views can render a partial."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.htmx = request.headers.get("HX-Request") == "true"
-        return self.get_response(request)
 
 
 class ContentSecurityPolicyMiddleware:

@@ -72,7 +72,6 @@ class AuditEvent(models.Model):
         return [(audit_labels.detail_label(k), *audit_labels.detail_text(v)) for k, v in self.details.items()]
 
 
-# --- Entra sign-in (issue 4)
 class EntraIdentity(models.Model):
     """The Entra ID account a portal user signs in with, keyed on (tenant id, object id):
     stable for the account's life, unlike preferred_username or e-mail."""

@@ -2,6 +2,10 @@
 
 Every variable read here is listed in .env.example. Defaults are the laptop run (local driver,
 SQLite, the machine's Redis); production sets DEBUG off and supplies real values.
+
+Grouped by concern: Django core, security, database, sign-in, Redis and RQ, provisioning (and
+the local driver), packages, certificate and health checks, the Azure driver, certificates on
+the Azure path.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+# --- Django core
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
@@ -70,6 +75,7 @@ INSTALLED_APPS = [
     "portal",
     "provisioning",
     "packages_ui",
+    "portal.auth.apps.PortalAuthConfig",
 ]
 
 MIDDLEWARE = [
@@ -80,7 +86,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "portal.middleware.HtmxMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
     "portal.middleware.DependencyOutageMiddleware",
 ]
@@ -109,20 +115,7 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
-    )
-}
-# Pages and commands fail in seconds, with a message, when PostgreSQL does not answer.
-DATABASE_CONNECT_TIMEOUT_SECONDS = env_int("DATABASE_CONNECT_TIMEOUT_SECONDS", 5)
-if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT_SECONDS)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-AUTH_PASSWORD_VALIDATORS: list[dict] = []
-LOGIN_REDIRECT_URL = "home"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -132,6 +125,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # The Azure SDK logs request headers at INFO; keep it quiet so nothing sensitive leaks.
+        "azure": {"level": "WARNING"},
+    },
+}
 
 # --- Security. Production (DEBUG off) gets secure cookies and HSTS; the laptop run is plain HTTP.
 SESSION_COOKIE_HTTPONLY = True
@@ -152,7 +157,54 @@ CONTENT_SECURITY_POLICY = env_str(
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self' https:; base-uri 'none'",
 )
 
-# --- Redis and RQ.
+# --- Database
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+# Pages and commands fail in seconds, with a message, when PostgreSQL does not answer.
+DATABASE_CONNECT_TIMEOUT_SECONDS = env_int("DATABASE_CONNECT_TIMEOUT_SECONDS", 5)
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT_SECONDS)
+
+# --- Sign-in with Microsoft Entra ID
+# The portal signs users in with Microsoft Entra ID through MSAL's auth-code flow (PKCE, nonce)
+# and validates the id_token itself. Locally, `make run` points these at devtools' provider.
+AUTH_PASSWORD_VALIDATORS: list[dict] = []
+# The portal's own sign-in page (Sign in with Microsoft), not the Django admin's.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+ENTRA_TENANT_ID = env_str("ENTRA_TENANT_ID")
+ENTRA_CLIENT_ID = env_str("ENTRA_CLIENT_ID")
+ENTRA_CLIENT_SECRET = env_str("ENTRA_CLIENT_SECRET")
+# A certificate instead of a secret: a PFX file (and its passphrase) uploaded to the app registration.
+ENTRA_CLIENT_CERTIFICATE_PFX = env_str("ENTRA_CLIENT_CERTIFICATE_PFX")
+ENTRA_CLIENT_CERTIFICATE_PASSPHRASE = env_str("ENTRA_CLIENT_CERTIFICATE_PASSPHRASE")
+ENTRA_AUTHORITY = env_str("ENTRA_AUTHORITY", f"https://login.microsoftonline.com/{ENTRA_TENANT_ID}").rstrip("/")
+ENTRA_REDIRECT_URI = env_str("ENTRA_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/callback")
+ENTRA_POST_LOGOUT_REDIRECT_URI = env_str("ENTRA_POST_LOGOUT_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/signed-out/")
+# Only for a local provider with its own CA; the system check refuses it with DEBUG off.
+ENTRA_CA_BUNDLE = env_str("ENTRA_CA_BUNDLE")
+ENTRA_HTTP_TIMEOUT_SECONDS = env_float("ENTRA_HTTP_TIMEOUT_SECONDS", 10.0)
+# Clock skew tolerated on exp/nbf/iat of the id_token.
+ENTRA_CLOCK_SKEW_SECONDS = env_int("ENTRA_CLOCK_SKEW_SECONDS", 120)
+# App role values (the `roles` claim) and what they mean in the portal.
+ENTRA_ADMIN_ROLE = env_str("ENTRA_ADMIN_ROLE", "Portal.Admin")
+ENTRA_TEAM_LEAD_ROLE = env_str("ENTRA_TEAM_LEAD_ROLE", "Portal.TeamLead")
+ENTRA_PUBLISHER_ROLE = env_str("ENTRA_PUBLISHER_ROLE", "Portal.Publisher")
+# App role → Django group, synced on every sign-in (added when present, removed when gone).
+ENTRA_ROLE_GROUPS = dict(
+    item.split("=", 1)
+    for item in env_list(
+        "ENTRA_ROLE_GROUPS",
+        f"{ENTRA_ADMIN_ROLE}=Portal.Admin,{ENTRA_TEAM_LEAD_ROLE}=Portal.TeamLead,"
+        f"{ENTRA_PUBLISHER_ROLE}=Portal.Publisher",
+    )
+)
+
+# --- Redis and RQ
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # A Redis that is down or hung costs a page or command this long, not forever (RQ's workers
 # raise the read timeout above their blocking dequeue themselves).
@@ -174,7 +226,7 @@ RQ_QUEUES = {
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "portal.workers.PortalWorker"}
 RQ_SHOW_ADMIN_LINK = True
 
-# --- Provisioning.
+# --- Provisioning
 PROVISIONING_DRIVER = env_str("PROVISIONING_DRIVER", "provisioning.drivers.local.LocalDriver")
 # Requests can wait for an admin's approval before anything is built.
 INDEX_APPROVAL_REQUIRED = env_bool("INDEX_APPROVAL_REQUIRED", False)
@@ -206,7 +258,7 @@ LOCAL_DRIVER_DATA_DIR = Path(env_str("LOCAL_DRIVER_DATA_DIR", str(VAR_DIR / "ind
 LOCAL_DRIVER_PORT_RANGE = env_str("LOCAL_DRIVER_PORT_RANGE", "20000-20999")
 LOCAL_DRIVER_BIN_DIR = Path(env_str("LOCAL_DRIVER_BIN_DIR", str(Path(sys.executable).parent)))
 
-# --- Packages (issue 5): upload limits, zip-bomb caps, restart and served-check, PyPI mirror.
+# --- Packages: upload limits, zip-bomb caps, refresh and served check, integrity check, PyPI mirror.
 # Largest distribution accepted (upload and mirror). Caddy in front of the index takes 2 GB.
 PACKAGES_MAX_UPLOAD_BYTES = env_int("PACKAGES_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
 # Zip bombs: caps on an archive's total uncompressed size, its entry count, and the ratio of
@@ -227,9 +279,8 @@ PACKAGES_INTEGRITY_JOB_TIMEOUT_SECONDS = env_int("PACKAGES_INTEGRITY_JOB_TIMEOUT
 PACKAGES_MIRROR_INDEX_URL = env_str("PACKAGES_MIRROR_INDEX_URL", "https://pypi.org/simple/")
 PACKAGES_MIRROR_TIMEOUT_SECONDS = env_int("PACKAGES_MIRROR_TIMEOUT_SECONDS", 900)
 PACKAGES_MIRROR_MAX_REQUIREMENTS = env_int("PACKAGES_MIRROR_MAX_REQUIREMENTS", 20)
-# --- end Packages (issue 5)
 
-# --- Dashboard (issue 6): certificate checks, their schedule, and the cost estimate.
+# --- Certificate and health checks, and the admin dashboard's cost estimate.
 # A certificate expiring within this many days is flagged "expiring" (and counted in the banner).
 CERT_WARNING_DAYS = env_int("CERT_WARNING_DAYS", 14)
 # Fleet check: connections at once, and the budget for one host (connect + both handshakes).
@@ -248,9 +299,8 @@ PRICE_TABLE = {
     "aci_gb_second": env_float("PRICE_ACI_GB_SECOND", 0.0000015),
     "file_share_gib_month": env_float("PRICE_FILE_SHARE_GIB_MONTH", 0.06),
 }
-# --- end Dashboard (issue 6)
 
-# --- Azure driver (issue 3). PROVISIONING_DRIVER=provisioning.drivers.azure.AzureDriver uses these.
+# --- Azure driver. PROVISIONING_DRIVER=provisioning.drivers.azure.AzureDriver uses these.
 # Credentials come from DefaultAzureCredential: managed identity in Azure, AZURE_TENANT_ID /
 # AZURE_CLIENT_ID / AZURE_CLIENT_SECRET (+ AZURE_AUTHORITY_HOST) from the environment, or `az login`.
 AZURE_SUBSCRIPTION_ID = env_str("AZURE_SUBSCRIPTION_ID")
@@ -292,8 +342,8 @@ AZURE_FILE_RETRY_TOTAL = env_int("AZURE_FILE_RETRY_TOTAL", 3)
 AZURE_FILE_RETRY_BACKOFF_SECONDS = env_float("AZURE_FILE_RETRY_BACKOFF_SECONDS", 15.0)
 AZURE_FILE_MAX_CONCURRENCY = env_int("AZURE_FILE_MAX_CONCURRENCY", 4)
 
-# --- Certificates on the Azure path (issue 10): the ACME CA Caddy orders each index's certificate
-# from. Let's Encrypt production by default; ACME_STAGING=1 switches to Let's Encrypt's staging CA
+# --- Certificates on the Azure path: the ACME CA Caddy orders each index's certificate from.
+# Let's Encrypt production by default; ACME_STAGING=1 switches to Let's Encrypt's staging CA
 # (untrusted certificates, generous rate limits: set ACME_ISSUER_ROOTS to its roots too).
 LETSENCRYPT_DIRECTORY_URL = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING_DIRECTORY_URL = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -310,49 +360,3 @@ ACME_CA_ROOT = env_str("ACME_CA_ROOT")
 ACME_ISSUER_ROOTS = env_str("ACME_ISSUER_ROOTS")
 # How long provisioning waits for Caddy to hold a valid certificate for the index's host name.
 ACME_CERTIFICATE_TIMEOUT_SECONDS = env_float("ACME_CERTIFICATE_TIMEOUT_SECONDS", 300.0)
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {
-        # The Azure SDK logs request headers at INFO; keep it quiet so nothing sensitive leaks.
-        "azure": {"level": "WARNING"},
-    },
-}
-
-# --- Entra sign-in (issue 4)
-# The portal signs users in with Microsoft Entra ID through MSAL's auth-code flow (PKCE, nonce)
-# and validates the id_token itself. Locally, `make run` points these at devtools' provider.
-ENTRA_TENANT_ID = env_str("ENTRA_TENANT_ID")
-ENTRA_CLIENT_ID = env_str("ENTRA_CLIENT_ID")
-ENTRA_CLIENT_SECRET = env_str("ENTRA_CLIENT_SECRET")
-# A certificate instead of a secret: a PFX file (and its passphrase) uploaded to the app registration.
-ENTRA_CLIENT_CERTIFICATE_PFX = env_str("ENTRA_CLIENT_CERTIFICATE_PFX")
-ENTRA_CLIENT_CERTIFICATE_PASSPHRASE = env_str("ENTRA_CLIENT_CERTIFICATE_PASSPHRASE")
-ENTRA_AUTHORITY = env_str("ENTRA_AUTHORITY", f"https://login.microsoftonline.com/{ENTRA_TENANT_ID}").rstrip("/")
-ENTRA_REDIRECT_URI = env_str("ENTRA_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/callback")
-ENTRA_POST_LOGOUT_REDIRECT_URI = env_str("ENTRA_POST_LOGOUT_REDIRECT_URI", f"{PORTAL_BASE_URL}/auth/signed-out/")
-# Only for a local provider with its own CA; the system check refuses it with DEBUG off.
-ENTRA_CA_BUNDLE = env_str("ENTRA_CA_BUNDLE")
-ENTRA_HTTP_TIMEOUT_SECONDS = env_float("ENTRA_HTTP_TIMEOUT_SECONDS", 10.0)
-# Clock skew tolerated on exp/nbf/iat of the id_token.
-ENTRA_CLOCK_SKEW_SECONDS = env_int("ENTRA_CLOCK_SKEW_SECONDS", 120)
-# App role values (the `roles` claim) and what they mean in the portal.
-ENTRA_ADMIN_ROLE = env_str("ENTRA_ADMIN_ROLE", "Portal.Admin")
-ENTRA_TEAM_LEAD_ROLE = env_str("ENTRA_TEAM_LEAD_ROLE", "Portal.TeamLead")
-ENTRA_PUBLISHER_ROLE = env_str("ENTRA_PUBLISHER_ROLE", "Portal.Publisher")
-# App role → Django group, synced on every sign-in (added when present, removed when gone).
-ENTRA_ROLE_GROUPS = dict(
-    item.split("=", 1)
-    for item in env_list(
-        "ENTRA_ROLE_GROUPS",
-        f"{ENTRA_ADMIN_ROLE}=Portal.Admin,{ENTRA_TEAM_LEAD_ROLE}=Portal.TeamLead,"
-        f"{ENTRA_PUBLISHER_ROLE}=Portal.Publisher",
-    )
-)
-INSTALLED_APPS.append("portal.auth.apps.PortalAuthConfig")
-# The portal's own sign-in page (Sign in with Microsoft), not the Django admin's.
-LOGIN_URL = "login"

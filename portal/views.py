@@ -1,29 +1,11 @@
-"""Home page and the portal's own health endpoint."""
+"""The portal's own health endpoint."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from portal.dependencies import database_check, redis_check
-from provisioning.models import PrivateIndex, teams_led_by
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    indexes = (
-        PrivateIndex.objects.visible_to(request.user)
-        .exclude(state="deleted")
-        .select_related("team", "requested_by")
-        .order_by("team__name", "name")
-    )
-    return render(
-        request,
-        "portal/home.html",
-        {"indexes": indexes, "can_request": teams_led_by(request.user).exists()},
-    )
 
 
 @never_cache

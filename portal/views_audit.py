@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from portal.audit_labels import OBJECT_TYPES, action_label
 from portal.models import AuditEvent
-from provisioning.models import portal_admin_required
+from portal.permissions import portal_admin_required
 
 PAGE_SIZE = 50
 

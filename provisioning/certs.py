@@ -23,24 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID
-from django.db import models
 
-
-class CertificateStatus(models.TextChoices):
-    VALID = "valid", "Valid"
-    EXPIRING = "expiring", "Expiring"
-    EXPIRED = "expired", "Expired"
-    NOT_YET_VALID = "not_yet_valid", "Not yet valid"
-    UNTRUSTED = "untrusted", "Untrusted"
-    WRONG_HOST = "wrong_host", "Wrong host"
-    UNREACHABLE = "unreachable", "Unreachable"
-    NO_TLS = "no_tls", "No TLS"
-    NOT_ISSUED = "not_issued", "Not issued yet"
-
-
-# Statuses that need an admin's attention (the dashboard's banner and "problem" filter).
-# NOT_ISSUED is not among them: it is what an index shows while it is still being built.
-PROBLEM_STATUSES = frozenset(CertificateStatus) - {CertificateStatus.VALID, CertificateStatus.NOT_ISSUED}
+from provisioning.models import PROBLEM_STATUSES, CertificateStatus
 
 
 class _Timeout(Exception):

@@ -1,4 +1,4 @@
-"""RQ jobs for certificate and health checks (issue 6): load by id, call one service."""
+"""RQ jobs for certificate and health checks: load by id, call one service."""
 
 from __future__ import annotations
 

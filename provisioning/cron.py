@@ -27,7 +27,7 @@ cron.register(
 
 # The database is the source of truth: indexes stuck in a working state with no live job (or one
 # whose worker died) get it back, and ready indexes whose processes or containers are gone are
-# brought back up. Every few seconds, so a killed worker costs about a minute (issue 14).
+# brought back up. Every few seconds, so a killed worker costs about a minute.
 cron.register(
     jobs.reconcile_indexes,
     queue_name="provisioning",

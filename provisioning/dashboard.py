@@ -29,9 +29,16 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.worker import Worker
 
 from portal.audit import audit_record
-from provisioning.certs import PROBLEM_STATUSES, CertificateStatus
 from provisioning.cost import cost_expression, size_costs
-from provisioning.models import GONE_STATES, SERVING_STATES, IndexState, PrivateIndex, Team
+from provisioning.models import (
+    GONE_STATES,
+    PROBLEM_STATUSES,
+    SERVING_STATES,
+    CertificateStatus,
+    IndexState,
+    PrivateIndex,
+    Team,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
-from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,7 +12,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-ADMIN_GROUP = "Portal.Admin"
+from portal.permissions import is_portal_admin
 
 INDEX_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$")
 
@@ -31,33 +29,6 @@ def validate_index_name(value: str) -> None:
         )
     if "--" in value:
         raise ValidationError("Do not use two hyphens in a row.", code="double-hyphen")
-
-
-def is_portal_admin(user) -> bool:
-    if not user.is_authenticated:
-        return False
-    if user.is_superuser:
-        return True
-    cached = getattr(user, "_portal_admin", None)
-    if cached is None:
-        cached = user.groups.filter(name=ADMIN_GROUP).exists()
-        user._portal_admin = cached
-    return cached
-
-
-def portal_admin_required(view: Callable) -> Callable:
-    """For admin-only views: sign-in first, then 404 for everyone who is not a portal admin."""
-    from django.contrib.auth.decorators import login_required
-    from django.http import Http404
-
-    @login_required
-    @functools.wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not is_portal_admin(request.user):
-            raise Http404("Not found")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 class Team(models.Model):
@@ -181,13 +152,6 @@ class PrivateIndexQuerySet(models.QuerySet):
         if is_portal_admin(user):
             return self
         return self.filter(team__memberships__user=user)
-
-    def visible_or_404(self, user, index_id: int) -> PrivateIndex:
-        """The index if `user` may see it; Http404 otherwise, so other teams' indexes do not leak
-        (not even whether they exist)."""
-        from django.shortcuts import get_object_or_404
-
-        return get_object_or_404(self.visible_to(user).select_related("team"), pk=index_id)
 
     def holding_name(self, name: str) -> PrivateIndexQuerySet:
         return self.filter(name=name, state__in=NAME_HOLDING_STATES)
@@ -424,9 +388,21 @@ class IndexCredential(models.Model):
         return self.revoked_at is None
 
 
-# --- Certificate and health checks (issue 6)
+class CertificateStatus(models.TextChoices):
+    VALID = "valid", "Valid"
+    EXPIRING = "expiring", "Expiring"
+    EXPIRED = "expired", "Expired"
+    NOT_YET_VALID = "not_yet_valid", "Not yet valid"
+    UNTRUSTED = "untrusted", "Untrusted"
+    WRONG_HOST = "wrong_host", "Wrong host"
+    UNREACHABLE = "unreachable", "Unreachable"
+    NO_TLS = "no_tls", "No TLS"
+    NOT_ISSUED = "not_issued", "Not issued yet"
 
-from provisioning.certs import PROBLEM_STATUSES, CertificateStatus  # noqa: E402
+
+# Statuses that need an admin's attention (the dashboard's banner and "problem" filter).
+# NOT_ISSUED is not among them: it is what an index shows while it is still being built.
+PROBLEM_STATUSES = frozenset(CertificateStatus) - {CertificateStatus.VALID, CertificateStatus.NOT_ISSUED}
 
 
 class CertificateCheck(models.Model):

@@ -1,4 +1,4 @@
-"""Request an index, watch it being built, manage it and its credentials."""
+"""The list of indexes (home page); request an index, watch it being built, manage it."""
 
 from __future__ import annotations
 
@@ -11,18 +11,30 @@ from django.views.decorators.http import require_GET, require_POST
 
 from provisioning import services
 from provisioning.forms import IndexRequestForm
-from provisioning.models import InvalidTransition, PrivateIndex, teams_led_by
-
-
-def _visible_index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    return PrivateIndex.objects.visible_or_404(request.user, index_id)
+from provisioning.index_access import visible_index_or_404
+from provisioning.models import IndexState, InvalidTransition, PrivateIndex, teams_led_by
 
 
 def _managed_index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     if not index.can_manage(request.user):
         raise Http404("Not found")
     return index
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    indexes = (
+        PrivateIndex.objects.visible_to(request.user)
+        .exclude(state=IndexState.DELETED)  # a denied request stays listed: its team sees why
+        .select_related("team", "requested_by")
+        .order_by("team__name", "name")
+    )
+    return render(
+        request,
+        "portal/home.html",
+        {"indexes": indexes, "can_request": teams_led_by(request.user).exists()},
+    )
 
 
 @login_required
@@ -52,7 +64,7 @@ def index_name_check(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def index_detail(request: HttpRequest, index_id: int) -> HttpResponse:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     context = {
         "index": index,
         "steps": index.steps.all(),
@@ -115,7 +127,7 @@ def index_delete(request: HttpRequest, index_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def index_ca_certificate(request: HttpRequest, index_id: int) -> HttpResponse:
-    index = _visible_index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     pem = services.index_ca_pem(index)
     if not pem:
         raise Http404("This index uses a publicly trusted certificate, or has none yet.")

@@ -12,30 +12,25 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from portal.permissions import portal_admin_required
+from portal.redirects import safe_next
 from provisioning import checks, dashboard, services
-from provisioning.models import CertificateCheck, PrivateIndex, portal_admin_required
+from provisioning.index_access import visible_index_or_404
+from provisioning.models import CertificateCheck
 from provisioning.views import perform_index_action
 
 TEMPLATE = "provisioning/dashboard.html"
 
 
-def _safe_next(request: HttpRequest) -> str:
-    """The dashboard page an action came from (same-host URLs only), or the dashboard."""
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return reverse("dashboard")
+def _next(request: HttpRequest) -> str:
+    """The dashboard page an action came from (a path on this portal), or the dashboard."""
+    return safe_next(request, request.POST.get("next") or request.GET.get("next"), fallback=reverse("dashboard"))
 
 
 def _back(request: HttpRequest) -> HttpResponse:
-    return redirect(_safe_next(request))
-
-
-def _index(request: HttpRequest, index_id: int) -> PrivateIndex:
-    return PrivateIndex.objects.visible_or_404(request.user, index_id)
+    return redirect(_next(request))
 
 
 @portal_admin_required
@@ -68,7 +63,7 @@ def dashboard_requeue(request: HttpRequest, queue_name: str, job_id: str) -> Htt
 @require_GET
 def dashboard_index(request: HttpRequest, index_id: int) -> HttpResponse:
     """One index's check history (certificate details, files, health) and its admin actions."""
-    index = dashboard.index_figures(_index(request, index_id).pk)
+    index = dashboard.index_figures(visible_index_or_404(request, index_id).pk)
     history = list(CertificateCheck.objects.filter(index=index).order_by("-checked_at", "-id"))
     return render(request, "provisioning/dashboard_index.html", {"index": index, "history": history})
 
@@ -76,7 +71,7 @@ def dashboard_index(request: HttpRequest, index_id: int) -> HttpResponse:
 @portal_admin_required
 @require_POST
 def dashboard_check(request: HttpRequest, index_id: int) -> HttpResponse:
-    index = _index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     if index.is_gone:
         messages.error(request, f"{index.name} is {index.get_state_display().lower()}: there is nothing to check.")
         return _back(request)
@@ -86,7 +81,7 @@ def dashboard_check(request: HttpRequest, index_id: int) -> HttpResponse:
 
 
 def _action(request: HttpRequest, index_id: int, service: Callable, done: str, **kwargs) -> HttpResponse:
-    perform_index_action(request, _index(request, index_id), service, done, **kwargs)
+    perform_index_action(request, visible_index_or_404(request, index_id), service, done, **kwargs)
     return _back(request)
 
 
@@ -118,7 +113,7 @@ def dashboard_deny(request: HttpRequest, index_id: int) -> HttpResponse:
 @portal_admin_required
 def dashboard_teardown(request: HttpRequest, index_id: int) -> HttpResponse:
     """GET asks for confirmation (type the index's name); POST tears the index down."""
-    index = _index(request, index_id)
+    index = visible_index_or_404(request, index_id)
     if request.method == "POST":
         if request.POST.get("confirm_name") == index.name:
             perform_index_action(request, index, services.index_delete, "tearing down.")
@@ -127,5 +122,5 @@ def dashboard_teardown(request: HttpRequest, index_id: int) -> HttpResponse:
     return render(
         request,
         "provisioning/dashboard_teardown.html",
-        {"index": index, "next": _safe_next(request), "can_delete": index.can_delete},
+        {"index": index, "next": _next(request), "can_delete": index.can_delete},
     )

@@ -2,7 +2,7 @@
 the drag-and-drop page, the twine upload API): parametrize over BAD_DISTRIBUTIONS and check
 the refusal carries `message`.
 
-Each entry is a good wheel or sdist (from packages_ui.testing) with exactly one thing wrong,
+Each entry is a good wheel or sdist (from tests.builders) with exactly one thing wrong,
 written with real zipfile/tarfile code. All are refused under the settings' default limits;
 the zip bombs are small on disk (tens of KB) and unpack past the ratio limit.
 """
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packages_ui.testing import build_sdist, build_wheel, build_zip_bomb, metadata_text
+from tests.builders import build_sdist, build_wheel, build_zip_bomb, metadata_text
 
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 INFO = "demo_pkg-1.0.dist-info"
@@ -44,12 +44,12 @@ def _built(builder: Callable[..., Path], *args: object, **kwargs: object) -> byt
 
 
 def wheel(**kwargs: object) -> bytes:
-    """A good demo-pkg 1.0 wheel; keyword arguments as packages_ui.testing.build_wheel."""
+    """A good demo-pkg 1.0 wheel; keyword arguments as tests.builders.build_wheel."""
     return _built(build_wheel, "demo-pkg", "1.0", **kwargs)
 
 
 def sdist(**kwargs: object) -> bytes:
-    """A good demo-pkg 1.0 sdist; keyword arguments as packages_ui.testing.build_sdist."""
+    """A good demo-pkg 1.0 sdist; keyword arguments as tests.builders.build_sdist."""
     return _built(build_sdist, "demo-pkg", "1.0", **kwargs)
 
 

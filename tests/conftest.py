@@ -15,9 +15,10 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from rq import SimpleWorker
 
+from portal.permissions import ADMIN_GROUP
 from provisioning.drivers import base as driver_base
 from provisioning.drivers import local_processes
-from provisioning.models import ADMIN_GROUP, Membership, PrivateIndex, Team
+from provisioning.models import Membership, PrivateIndex, Team
 
 # Modules of fixtures contributed per feature (registered here so every test can use them).
 pytest_plugins: list[str] = [

@@ -9,8 +9,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from packages_ui.models import PackageFile
-from provisioning.certs import CertificateStatus
-from provisioning.models import CertificateCheck, IndexHealth, IndexState, PrivateIndex, Team
+from provisioning.models import CertificateCheck, CertificateStatus, IndexHealth, IndexState, PrivateIndex, Team
 
 FILE_SIZE = 3_000_000
 STATES = [IndexState.READY] * 6 + [IndexState.FAILED, IndexState.PROVISIONING, IndexState.AWAITING_APPROVAL,

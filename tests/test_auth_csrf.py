@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from provisioning.models import ADMIN_GROUP
+from portal.permissions import ADMIN_GROUP
 from tests.test_permissions_matrix import (  # noqa: F401
     POST_DATA,
     ROUTES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import RequestFactory
 
-from portal.auth.flow import safe_next
+from portal.redirects import safe_next
 from tests.entra_support import sign_in
 
 OFFSITE = [

@@ -9,7 +9,8 @@ import pytest
 from django.contrib.auth.models import User
 
 from portal.models import AuditEvent, EntraIdentity
-from provisioning.models import Membership, Team, is_portal_admin
+from portal.permissions import is_portal_admin
+from provisioning.models import Membership, Team
 from tests.entra_support import sign_in, signed_in_user_id
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]

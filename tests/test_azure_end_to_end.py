@@ -18,13 +18,13 @@ from devtools.azure_emulator import AzureEmulator
 from devtools.azure_emulator.resolver import child_environment
 from devtools.pebble import Pebble
 from packages_ui.models import PackageFile
-from packages_ui.testing import build_wheel
 from provisioning import services
-from provisioning.certs import CertificateStatus, inspect_certificate
+from provisioning.certs import inspect_certificate
 from provisioning.drivers.base import get_driver
 from provisioning.drivers.local_processes import alive
-from provisioning.models import PrivateIndex
+from provisioning.models import CertificateStatus, PrivateIndex
 from provisioning.spec import SHARE_CERTS
+from tests.builders import build_wheel
 from tests.clients import clean_env, twine_upload
 
 pytestmark = pytest.mark.e2e

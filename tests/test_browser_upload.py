@@ -12,7 +12,7 @@ from django.test import Client
 from playwright.sync_api import expect
 
 from packages_ui.models import PackageFile
-from packages_ui.testing import build_wheel
+from tests.builders import build_wheel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

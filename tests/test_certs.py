@@ -8,12 +8,12 @@ import pytest
 import trustme
 
 from provisioning.certs import (
-    CertificateStatus,
     CertificateTarget,
     hostname_matches,
     inspect_certificate,
     inspect_fleet,
 )
+from provisioning.models import CertificateStatus
 from tests.certs_support import Endpoints, alerting_context, closed_port, self_signed_context, server_context
 
 NOW = dt.datetime.now(dt.UTC)

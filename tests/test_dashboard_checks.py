@@ -9,7 +9,7 @@ from rq.cron import CronScheduler
 
 from provisioning import checks
 from provisioning.drivers.base import get_driver
-from provisioning.models import CertificateCheck, IndexHealth, PrivateIndex
+from provisioning.models import CertificateCheck, CertificateStatus, IndexHealth, PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_PACKAGES
 
@@ -120,7 +120,7 @@ def test_the_cron_config_schedules_the_fleet_check_the_reconcile_and_the_integri
 def test_certificates_count_as_persisted_only_in_the_index_hosts_own_folder(team, lead, path, persisted):
     from django.utils import timezone
 
-    from provisioning.certs import CertificateResult, CertificateStatus
+    from provisioning.certs import CertificateResult
     from provisioning.drivers.base import IndexStatus
     from provisioning.spec import Placement
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from packages_ui.testing import build_sdist, build_wheel, build_zip_bomb
 from packages_ui.validation import (
     KNOWN_METADATA_VERSIONS,
     DistributionError,
@@ -35,6 +34,7 @@ from tests.bad_distributions import (
     tar_member,
     wheel,
 )
+from tests.builders import build_sdist, build_wheel, build_zip_bomb
 
 LIMITS = Limits(
     max_bytes=2 * 1024 * 1024,

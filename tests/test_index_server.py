@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from passlib.hash import sha256_crypt
 
-from packages_ui.testing import build_wheel, metadata_text
 from provisioning.index_server import HMAC_SCHEME, IndexState, PageCache, hash_token, negotiate, verify_token
+from tests.builders import build_wheel, metadata_text
 from tests.clients import clean_env
 from tests.index_server_support import (
     SERVER,

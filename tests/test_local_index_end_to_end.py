@@ -14,8 +14,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 from django.urls import reverse
 
-from packages_ui.testing import build_wheel
 from provisioning.models import IndexCredential, PrivateIndex
+from tests.builders import build_wheel
 from tests.clients import fresh_venv, pip_install, run, twine_upload
 
 pytestmark = pytest.mark.e2e

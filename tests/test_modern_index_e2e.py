@@ -23,11 +23,11 @@ from django.core.management import call_command
 
 from packages_ui import services
 from packages_ui.models import PackageFile
-from packages_ui.testing import build_wheel, metadata_text
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_PACKAGES
+from tests.builders import build_wheel, metadata_text
 from tests.test_packages_e2e import ca_file, child_env, create_token, index_session, upload
 
 _ = ca_file  # a fixture, used by name

@@ -18,13 +18,13 @@ from packages_ui import services
 from packages_ui.manifest import index_manifest
 from packages_ui.models import PackageFile
 from packages_ui.receiving import ReceivedFile
-from packages_ui.testing import build_sdist, build_wheel
 from packages_ui.validation import file_sha256
 from portal.models import AuditEvent
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_PACKAGES, Placement
+from tests.builders import build_sdist, build_wheel
 
 
 @pytest.fixture

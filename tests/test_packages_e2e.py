@@ -19,10 +19,10 @@ import pytest
 import requests
 
 from packages_ui.models import PackageFile
-from packages_ui.testing import build_wheel
 from portal.models import AuditEvent
 from provisioning.drivers.base import get_driver
 from provisioning.services import index_spec
+from tests.builders import build_wheel
 
 pytestmark = pytest.mark.e2e
 

@@ -22,12 +22,12 @@ from django.test.utils import override_settings
 
 from packages_ui import services
 from packages_ui.models import PackageFile
-from packages_ui.testing import build_sdist, build_wheel, build_zip_bomb
 from portal.models import AuditEvent
 from provisioning.drivers.base import DriverError, get_driver
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import MANIFEST_PATH, SHARE_CONFIG, SHARE_PACKAGES, Placement
+from tests.builders import build_sdist, build_wheel, build_zip_bomb
 
 
 @pytest.fixture(params=["local", "azure"])

@@ -22,12 +22,12 @@ from twine.commands.upload import skip_upload as twine_skip_upload
 from twine.package import PackageFile as TwinePackageFile
 
 from packages_ui.models import PackageFile
-from packages_ui.testing import build_wheel, build_zip_bomb
 from packages_ui.upload_api import reason_phrase
 from portal.models import AuditEvent
 from provisioning.drivers.base import get_driver
 from provisioning.services import credential_create, index_spec
 from provisioning.spec import SHARE_PACKAGES
+from tests.builders import build_wheel, build_zip_bomb
 from tests.clients import clean_env, fresh_venv, pip_install, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

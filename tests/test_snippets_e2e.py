@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from packages_ui.testing import build_wheel
+from tests.builders import build_wheel
 from tests.test_packages_e2e import upload
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]

@@ -19,11 +19,11 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from msal.exceptions import MsalServiceError
 
 from portal.auth import tokens
 from portal.auth.sync import GroupsOverage, user_sync_from_claims
+from portal.redirects import safe_next
 
 # MSAL nudges towards response_mode=form_post, but a cross-site POST callback arrives without
 # the SameSite=Lax session cookie that holds the flow. The default `query` mode carries only
@@ -76,19 +76,6 @@ def msal_app() -> Iterator[msal.ConfidentialClientApplication]:
         except (ValueError, RuntimeError, MsalServiceError, requests.RequestException) as exc:
             raise SignInError("provider_unavailable", "The sign-in service could not be reached.") from exc
         yield app
-
-
-def safe_next(request: HttpRequest, candidate: str | None) -> str:
-    """`candidate` if it is a path on this portal, else the home page."""
-    fallback = reverse(settings.LOGIN_REDIRECT_URL)
-    # Django's check refuses other schemes and hosts ("//host", "///host"). It allows relative
-    # paths and looks for control characters only at the start (urlsplit drops tabs and
-    # newlines anywhere), and browsers read backslashes as slashes: those are refused here.
-    if not candidate or not candidate.startswith("/") or "\\" in candidate or any(ord(ch) < 32 for ch in candidate):
-        return fallback
-    if not url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}, require_https=False):
-        return fallback
-    return candidate
 
 
 def sign_in_start(request: HttpRequest, *, next_url: str | None) -> str:

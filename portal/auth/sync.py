@@ -1,8 +1,8 @@
-"""Turning validated id_token claims into a portal user, its Django groups and team memberships.
+"""Turning validated id_token claims into a portal user and its Django groups.
 
 Entra is the source of truth on every sign-in: app roles present in the `roles` claim are added
-as Django groups and those gone are removed; teams come from the `groups` claim (group object
-ids mapped to Team.entra_group_id) and the user's role in them from the app roles.
+as Django groups and those gone are removed. Apps that keep more per user (provisioning's team
+memberships) receive the roles and groups through portal.auth.signals.
 
 Limitation: above 200 groups Entra sends an overage marker instead of `groups`. Configure the
 app registration to emit only "groups assigned to the application"; an overage sign-in is
@@ -19,8 +19,8 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.utils import timezone
 
+from portal.auth.signals import user_signed_in_with_claims
 from portal.models import EntraIdentity
-from provisioning.models import Membership, Team
 
 
 class GroupsOverage(Exception):
@@ -29,14 +29,6 @@ class GroupsOverage(Exception):
 
 def _is_overage(claims: dict[str, Any]) -> bool:
     return "groups" in (claims.get("_claim_names") or {}) or bool(claims.get("hasgroups"))
-
-
-def team_role_for(roles: set[str]) -> str:
-    if settings.ENTRA_TEAM_LEAD_ROLE in roles:
-        return Membership.Role.LEAD
-    if settings.ENTRA_PUBLISHER_ROLE in roles:
-        return Membership.Role.PUBLISHER
-    return Membership.Role.MEMBER
 
 
 def _new_username(claims: dict[str, Any]) -> str:
@@ -50,7 +42,8 @@ def _new_username(claims: dict[str, Any]) -> str:
 
 @transaction.atomic
 def user_sync_from_claims(claims: dict[str, Any]) -> AbstractBaseUser:
-    """The user for (tid, oid), created on first sign-in, with groups and memberships synced."""
+    """The user for (tid, oid), created on first sign-in, with its groups synced and the
+    user_signed_in_with_claims receivers (team memberships) run in the same transaction."""
     if _is_overage(claims):
         raise GroupsOverage("The account is in too many groups for the token to list them.")
     User = get_user_model()
@@ -84,7 +77,7 @@ def user_sync_from_claims(claims: dict[str, Any]) -> AbstractBaseUser:
     identity.save()
 
     _sync_role_groups(user, roles)
-    _sync_memberships(user, group_ids, team_role_for(roles))
+    user_signed_in_with_claims.send(sender=EntraIdentity, user=user, roles=roles, group_ids=group_ids)
     return user
 
 
@@ -94,11 +87,3 @@ def _sync_role_groups(user: AbstractBaseUser, roles: set[str]) -> None:
     user.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in sorted(wanted)))
     gone = set(managed.values()) - wanted
     user.groups.remove(*Group.objects.filter(name__in=gone))
-
-
-def _sync_memberships(user: AbstractBaseUser, group_ids: set[str], role: str) -> None:
-    teams = list(Team.objects.filter(entra_group_id__in=group_ids).exclude(entra_group_id=""))
-    for team in teams:
-        Membership.objects.update_or_create(user=user, team=team, defaults={"role": role})
-    # Only teams mapped to an Entra group are managed here; admins keep the others by hand.
-    (Membership.objects.filter(user=user).exclude(team__entra_group_id="").exclude(team__in=teams).delete())

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.audit import audit_record
 from portal.auth import flow
+from portal.redirects import safe_next
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 # The id_token of this session's sign-in, sent back as id_token_hint when signing out.
@@ -22,7 +23,7 @@ ID_TOKEN_SESSION_KEY = "entra_id_token"
 @never_cache
 @require_GET
 def login_page(request: HttpRequest) -> HttpResponse:
-    next_url = flow.safe_next(request, request.GET.get("next"))
+    next_url = safe_next(request, request.GET.get("next"))
     if request.user.is_authenticated:
         return redirect(next_url)
     return render(request, "portal/auth/login.html", {"next": next_url})
