@@ -12,6 +12,7 @@ new file is served.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -50,16 +51,19 @@ from packages_ui.validation import (
     validate_distribution,
 )
 from portal.audit import audit_record
-from portal.queueing import enqueue_after_commit, queue_now
+from portal.job_table import JOBS
+from portal.queueing import job_enqueue, job_enqueue_now
 from provisioning.drivers.base import DriverError, get_driver
 from provisioning.models import IndexCredential, PrivateIndex, is_portal_admin
-from provisioning.services import index_lock, index_spec, portal_read_credential
+from provisioning.operations import driver_retrying, index_lock
+from provisioning.services import portal_read_credential
 from provisioning.spec import MANIFEST_PATH, METADATA_DIR, SHARE_CONFIG, SHARE_PACKAGES
+from provisioning.specs import index_spec
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "packages"
-# Jobs are named by dotted path, so this module need not import jobs.py (which imports it).
+# Jobs are named by dotted path, so this module need not import jobs.py (which imports it);
+# their queues and timeouts: portal/job_table.py.
 REFRESH_JOB = "packages_ui.jobs.refresh_packages"
 MIRROR_JOB = "packages_ui.jobs.mirror_packages"
 INTEGRITY_JOB = "packages_ui.jobs.check_package_integrity"
@@ -81,7 +85,8 @@ IMMUTABILITY_RULE = (
 
 
 def _redis():
-    return django_rq.get_connection(QUEUE)
+    """The Redis of the package jobs: the refresh markers and the upload locks."""
+    return django_rq.get_connection(JOBS[REFRESH_JOB].queue)
 
 
 def _pending_key(index_id: int) -> str:
@@ -282,10 +287,9 @@ def refresh_request(*, index: PrivateIndex) -> None:
     def enqueue() -> None:
         conn = _redis()
         conn.set(_pending_key(index_id), "1")
-        timeout = settings.PACKAGES_REFRESH_JOB_TIMEOUT_SECONDS
-        if conn.set(_queued_key(index_id), "1", nx=True, ex=timeout * 2):
+        if conn.set(_queued_key(index_id), "1", nx=True, ex=settings.PACKAGES_REFRESH_JOB_TIMEOUT_SECONDS * 2):
             # No job id: the "queued" marker already keeps it to one waiting job per index.
-            queue_now(QUEUE).enqueue(REFRESH_JOB, index_id, job_timeout=timeout, result_ttl=0, failure_ttl=7 * 86400)
+            job_enqueue_now(REFRESH_JOB, index_id)
 
     transaction.on_commit(enqueue)
 
@@ -320,6 +324,7 @@ def packages_refresh_perform(index_id: int) -> None:
 
 
 def _refresh_until_settled(conn: redis.Redis, index_id: int) -> None:
+    # The operation runner's lock and retry policy; but a refresh that fails never fails the index.
     with index_lock(index_id):
         while conn.getdel(_pending_key(index_id)) is not None:
             index = PrivateIndex.objects.select_related("team").get(pk=index_id)
@@ -329,7 +334,7 @@ def _refresh_until_settled(conn: redis.Redis, index_id: int) -> None:
             waiting = list(index.package_files.served().filter(state=PackageFile.State.STORED))
             started = time.monotonic()
             try:
-                refresh_manifest(index)
+                driver_retrying(functools.partial(refresh_manifest, index))
             except DriverError as exc:
                 # The index keeps serving what it served: nothing is down, the new files wait.
                 audit_record(action="packages.refresh_failed", obj=index, details={"error": exc.message})
@@ -506,10 +511,7 @@ def _adopt(index: PrivateIndex, unrecorded: UnrecordedFile, actor) -> str:
 
 
 def integrity_check_enqueue(*, index: PrivateIndex) -> None:
-    enqueue_after_commit(
-        QUEUE, INTEGRITY_JOB, index.pk, job_id=f"packages-integrity-{index.pk}",
-        job_timeout=settings.PACKAGES_INTEGRITY_JOB_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 86400,
-    )  # fmt: skip
+    job_enqueue(INTEGRITY_JOB, index.pk)
 
 
 def unrecorded_remove(
@@ -572,10 +574,7 @@ def mirror_request(
         )  # fmt: skip
         audit_record(action="packages.mirror_requested", actor=actor, obj=index, request=request,
                      details={"requirements": lines, "python": python_version, "platform": platform})  # fmt: skip
-        enqueue_after_commit(
-            QUEUE, MIRROR_JOB, run.pk, job_id=f"packages-mirror-{run.pk}",
-            job_timeout=settings.PACKAGES_MIRROR_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 86400,
-        )  # fmt: skip
+        job_enqueue(MIRROR_JOB, run.pk)
     return run
 
 

@@ -135,6 +135,10 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 # States in which a job is (or should be) working on the index.
 ACTIVE_STATES = {S.REQUESTED, S.PROVISIONING, S.RESTARTING, S.DELETING}
+# The operation (a ProvisioningStep.Operation) whose job works on an index in each active state.
+OPERATION_OF_ACTIVE_STATE = {
+    S.REQUESTED: "provision", S.PROVISIONING: "provision", S.RESTARTING: "restart", S.DELETING: "teardown",
+}  # fmt: skip
 # States in which the index has resources whose certificate and health mean something.
 CHECKED_STATES = (S.READY, S.RESTARTING, S.FAILED, S.PROVISIONING)
 # Names stay taken while the index exists in any form.
