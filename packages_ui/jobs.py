@@ -1,5 +1,5 @@
 """RQ jobs of the package page: each takes an id and calls one service. Enqueued by dotted path
-from packages_ui.services (queue and timeout are set there, where the job is asked for)."""
+from packages_ui.services; their queues and timeouts: portal/job_table.py."""
 
 from __future__ import annotations
 

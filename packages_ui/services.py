@@ -12,6 +12,7 @@ new file is served.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -50,17 +51,20 @@ from packages_ui.validation import (
     validate_distribution,
 )
 from portal.audit import audit_record
+from portal.job_table import JOBS
 from portal.permissions import is_portal_admin
-from portal.queueing import enqueue_after_commit, queue_now
+from portal.queueing import job_enqueue, job_enqueue_now
 from provisioning.drivers.base import DriverError, get_driver
 from provisioning.models import IndexCredential, PrivateIndex
-from provisioning.services import index_lock, index_spec, portal_read_credential
+from provisioning.operations import driver_retrying, index_lock
+from provisioning.services import portal_read_credential
 from provisioning.spec import MANIFEST_PATH, METADATA_DIR, SHARE_CONFIG, SHARE_PACKAGES
+from provisioning.specs import index_spec
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "packages"
-# Jobs are named by dotted path, so this module need not import jobs.py (which imports it).
+# Jobs are named by dotted path, so this module need not import jobs.py (which imports it);
+# their queues and timeouts: portal/job_table.py.
 REFRESH_JOB = "packages_ui.jobs.refresh_packages"
 MIRROR_JOB = "packages_ui.jobs.mirror_packages"
 INTEGRITY_JOB = "packages_ui.jobs.check_package_integrity"
@@ -82,7 +86,8 @@ IMMUTABILITY_RULE = (
 
 
 def _redis():
-    return django_rq.get_connection(QUEUE)
+    """The Redis of the package jobs: the refresh markers and the upload locks."""
+    return django_rq.get_connection(JOBS[REFRESH_JOB].queue)
 
 
 def _pending_key(index_id: int) -> str:
@@ -145,7 +150,7 @@ def package_store(
     """Validate the received file and write it to the index's package share, then record it.
     Raises DistributionError (with a message for the uploader) and writes nothing when the file
     is invalid or was ever published on this index, in any spelling."""
-    if not index.accepts_packages:
+    if not index.is_serving:
         raise DistributionError("The index is not ready; try again once it is.", code="index")
     # Cheap refusal before reading the whole archive; checked again under the lock below.
     try:
@@ -283,17 +288,16 @@ def refresh_request(*, index: PrivateIndex) -> None:
     def enqueue() -> None:
         conn = _redis()
         conn.set(_pending_key(index_id), "1")
-        timeout = settings.PACKAGES_REFRESH_JOB_TIMEOUT_SECONDS
-        if conn.set(_queued_key(index_id), "1", nx=True, ex=timeout * 2):
+        if conn.set(_queued_key(index_id), "1", nx=True, ex=settings.PACKAGES_REFRESH_JOB_TIMEOUT_SECONDS * 2):
             # No job id: the "queued" marker already keeps it to one waiting job per index.
-            queue_now(QUEUE).enqueue(REFRESH_JOB, index_id, job_timeout=timeout, result_ttl=0, failure_ttl=7 * 86400)
+            job_enqueue_now(REFRESH_JOB, index_id)
 
     transaction.on_commit(enqueue)
 
 
 def packages_refresh(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
     """A refresh asked for on the package page (e.g. files stored but not yet seen served)."""
-    if not index.accepts_packages:
+    if not index.is_serving:
         raise ValidationError(f"The index is {index.get_state_display().lower()}; it cannot be refreshed now.")
     with transaction.atomic():
         audit_record(action="packages.refresh_requested", actor=actor, obj=index, request=request)
@@ -321,16 +325,17 @@ def packages_refresh_perform(index_id: int) -> None:
 
 
 def _refresh_until_settled(conn: redis.Redis, index_id: int) -> None:
+    # The operation runner's lock and retry policy; but a refresh that fails never fails the index.
     with index_lock(index_id):
         while conn.getdel(_pending_key(index_id)) is not None:
             index = PrivateIndex.objects.select_related("team").get(pk=index_id)
-            if not index.accepts_packages:
+            if not index.is_serving:
                 logger.info("Index %s is %s; no refresh.", index_id, index.state)
                 return
             waiting = list(index.package_files.served().filter(state=PackageFile.State.STORED))
             started = time.monotonic()
             try:
-                refresh_manifest(index)
+                driver_retrying(functools.partial(refresh_manifest, index))
             except DriverError as exc:
                 # The index keeps serving what it served: nothing is down, the new files wait.
                 audit_record(action="packages.refresh_failed", obj=index, details={"error": exc.message})
@@ -507,10 +512,7 @@ def _adopt(index: PrivateIndex, unrecorded: UnrecordedFile, actor) -> str:
 
 
 def integrity_check_enqueue(*, index: PrivateIndex) -> None:
-    enqueue_after_commit(
-        QUEUE, INTEGRITY_JOB, index.pk, job_id=f"packages-integrity-{index.pk}",
-        job_timeout=settings.PACKAGES_INTEGRITY_JOB_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 86400,
-    )  # fmt: skip
+    job_enqueue(INTEGRITY_JOB, index.pk)
 
 
 def unrecorded_remove(
@@ -564,7 +566,7 @@ def mirror_request(
         raise ValidationError({"python_version": "Choose one of the offered Python versions."})
     if platform not in MIRROR_PLATFORMS:
         raise ValidationError({"platform": "Choose one of the offered platforms."})
-    if not index.accepts_packages:
+    if not index.is_serving:
         raise ValidationError("The index is not ready.")
     with transaction.atomic():
         run = MirrorRun.objects.create(
@@ -573,10 +575,7 @@ def mirror_request(
         )  # fmt: skip
         audit_record(action="packages.mirror_requested", actor=actor, obj=index, request=request,
                      details={"requirements": lines, "python": python_version, "platform": platform})  # fmt: skip
-        enqueue_after_commit(
-            QUEUE, MIRROR_JOB, run.pk, job_id=f"packages-mirror-{run.pk}",
-            job_timeout=settings.PACKAGES_MIRROR_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 86400,
-        )  # fmt: skip
+        job_enqueue(MIRROR_JOB, run.pk)
     return run
 
 

@@ -1,4 +1,7 @@
-"""Enqueueing RQ jobs once the current transaction commits: the one way every app does it.
+"""Enqueueing RQ jobs: the one way every app does it, from the one table of jobs
+(portal/job_table.py) that says each job's queue, timeout, result and failure TTLs and job id.
+`job_enqueue` enqueues once the current transaction commits, `job_enqueue_now` from code that
+already runs after it, and `job_schedule` registers a job with the scheduler (provisioning/cron.py).
 
 Also the one answer to "is this job still being worked on?": a job RQ marks started only
 counts while its worker keeps heartbeating. A worker killed with SIGKILL (with its work-horse)
@@ -9,13 +12,17 @@ as lost after HEARTBEAT_MISSED_AFTER_SECONDS.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
+from django.utils.module_loading import import_string
+from rq import cron
 from rq.job import Job, JobStatus
 from rq.worker import Worker
+
+from portal.job_table import JOBS, JobKind
 
 logger = logging.getLogger(__name__)
 
@@ -67,23 +74,53 @@ def job_discard(job: Job) -> None:
     job.delete()
 
 
-def enqueue_after_commit(queue_name: str, func: Callable, *args: object, job_id: str, **job_kwargs: object) -> None:
-    """Enqueue `func(*args)` as `job_id` when the transaction commits, unless a job with that id is
-    still live; a finished or failed one, or one whose worker died, is cleared so the id can be
-    used again."""
+def job_timeout(kind: JobKind) -> int:
+    """The kind's timeout in seconds (read from its setting when the table names one)."""
+    return int(getattr(settings, kind.timeout) if isinstance(kind.timeout, str) else kind.timeout)
 
-    def enqueue() -> None:
-        queue = queue_now(queue_name)
-        existing = queue.fetch_job(job_id)
-        if existing is not None:
-            if job_is_live(existing):
-                return
-            if job_lost_its_worker(existing):
-                logger.warning(
-                    "Job %s lost its worker %s (last heartbeat %.0f s ago); queueing it again.",
-                    job_id, existing.worker_name, seconds_since_heartbeat(existing) or 0,
-                )  # fmt: skip
-            job_discard(existing)
-        queue.enqueue(func, *args, job_id=job_id, **job_kwargs)
 
-    transaction.on_commit(enqueue)
+def job_id_of(path: str, *args: object) -> str | None:
+    """The id a job `path` called with `args` gets, or None for a job without one."""
+    pattern = JOBS[path].job_id
+    return pattern.format(*args) if pattern else None
+
+
+def job_enqueue_now(path: str, *args: object) -> Job | None:
+    """Enqueue the job `path` (a key of JOBS) with `args` at once, as the table says, unless a job
+    with its id is still live (then None); a finished or failed one, or one whose worker died, is
+    cleared so the id can be used again."""
+    kind = JOBS[path]
+    queue = queue_now(kind.queue)
+    job_id = job_id_of(path, *args)
+    existing = queue.fetch_job(job_id) if job_id else None
+    if existing is not None:
+        if job_is_live(existing):
+            return None
+        if job_lost_its_worker(existing):
+            logger.warning(
+                "Job %s lost its worker %s (last heartbeat %.0f s ago); queueing it again.",
+                job_id, existing.worker_name, seconds_since_heartbeat(existing) or 0,
+            )  # fmt: skip
+        job_discard(existing)
+    return queue.enqueue_call(
+        path, args=args, job_id=job_id, timeout=job_timeout(kind),
+        result_ttl=kind.result_ttl, failure_ttl=kind.failure_ttl,
+    )  # fmt: skip
+
+
+def job_enqueue(path: str, *args: object) -> None:
+    """Enqueue the job `path` with `args` once the current transaction commits (at once outside
+    one), as `job_enqueue_now` does."""
+    if path not in JOBS:  # fail in the caller, not after the commit
+        raise KeyError(f"{path} is not in portal.job_table.JOBS.")
+    transaction.on_commit(lambda: job_enqueue_now(path, *args))
+
+
+def job_schedule(path: str, *, name: str, cron_line: str | None = None, interval: int | None = None) -> None:
+    """Register the job `path` with the scheduler (in a config module such as provisioning.cron):
+    on `cron_line` (cron syntax) or every `interval` seconds, with the table's queue and TTLs."""
+    kind = JOBS[path]
+    cron.register(
+        import_string(path), queue_name=kind.queue, cron=cron_line, interval=interval,
+        job_timeout=job_timeout(kind), result_ttl=kind.result_ttl, failure_ttl=kind.failure_ttl, name=name,
+    )  # fmt: skip

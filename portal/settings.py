@@ -17,6 +17,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.job_table import QUEUES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -218,9 +220,9 @@ def _with_redis_timeouts(url: str) -> str:
     return f"{url}{joiner}socket_connect_timeout={REDIS_TIMEOUT_SECONDS}&socket_timeout={2 * REDIS_TIMEOUT_SECONDS}"
 
 
+# The queues, like every job's queue and timeout, come from the one table of jobs.
 RQ_QUEUES = {
-    name: {"URL": _with_redis_timeouts(REDIS_URL), "DEFAULT_TIMEOUT": timeout}
-    for name, timeout in (("provisioning", 1800), ("packages", 3600), ("default", 600))
+    name: {"URL": _with_redis_timeouts(REDIS_URL), "DEFAULT_TIMEOUT": timeout} for name, timeout in QUEUES.items()
 }
 # PortalWorker heartbeats jobs every 10 s and rides out Redis restarts (portal/workers.py).
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "portal.workers.PortalWorker"}
@@ -248,6 +250,12 @@ INDEX_LOCK_TTL_SECONDS = env_float("INDEX_LOCK_TTL_SECONDS", 30.0)
 # How often the scheduler re-enqueues indexes whose worker died, and brings vanished ones back.
 # With the 30 s heartbeat limit this keeps a killed worker's index waiting at most ~1 minute.
 RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 15)
+# A step whose driver call fails transiently (Azure did not answer, a port still busy) is tried
+# again in the same job, this many times in all, waiting BACKOFF, then twice that, ... up to MAX
+# seconds in between; the step on the index page says so meanwhile. Permanent errors fail at once.
+STEP_RETRY_ATTEMPTS = env_int("STEP_RETRY_ATTEMPTS", 3)
+STEP_RETRY_BACKOFF_SECONDS = env_float("STEP_RETRY_BACKOFF_SECONDS", 2.0)
+STEP_RETRY_BACKOFF_MAX_SECONDS = env_float("STEP_RETRY_BACKOFF_MAX_SECONDS", 8.0)
 # Tests only: a folder of pause files that hold a step at a named point (provisioning/pause.py).
 STEP_PAUSE_DIR = env_str("STEP_PAUSE_DIR")
 
@@ -286,6 +294,8 @@ CERT_WARNING_DAYS = env_int("CERT_WARNING_DAYS", 14)
 # Fleet check: connections at once, and the budget for one host (connect + both handshakes).
 CERT_CHECK_CONCURRENCY = env_int("CERT_CHECK_CONCURRENCY", 32)
 CERT_CHECK_TIMEOUT_SECONDS = env_float("CERT_CHECK_TIMEOUT_SECONDS", 5.0)
+# Generous: every round of concurrent checks may take the whole per-host budget.
+CERT_CHECK_FLEET_JOB_TIMEOUT_SECONDS = int(600 + CERT_CHECK_TIMEOUT_SECONDS * 100)
 # Checks kept per index (older ones are deleted).
 CERT_CHECK_HISTORY = env_int("CERT_CHECK_HISTORY", 20)
 # When `manage.py scheduler provisioning.cron` runs the fleet check (cron syntax, UTC).

@@ -16,16 +16,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from portal.queueing import enqueue_after_commit
+from portal.queueing import job_enqueue
 from provisioning.certs import CertificateResult, CertificateStatus, CertificateTarget, inspect_fleet
 from provisioning.drivers.base import Driver, DriverError, IndexStatus, ShareFile, get_driver
 from provisioning.models import CertificateCheck, IndexHealth, PrivateIndex
-from provisioning.services import index_spec
 from provisioning.spec import SHARE_CERTS, SHARE_PACKAGES, IndexSpec
+from provisioning.specs import index_spec
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "default"
 DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".egg")
 # Where Caddy keeps issued certificates under its data directory (the caddy-certs share).
 CADDY_CERTIFICATES_PREFIX = "caddy/certificates"
@@ -171,14 +170,4 @@ def _check_many(indexes: list[PrivateIndex]) -> dict[int, CertificateCheck]:
 
 def index_check_enqueue(*, index: PrivateIndex) -> None:
     """Queue a check of this index once the transaction commits (one queued check per index)."""
-    from provisioning import check_jobs
-
-    enqueue_after_commit(
-        QUEUE,
-        check_jobs.check_index,
-        index.pk,
-        job_id=f"index-{index.pk}-check",
-        job_timeout=check_jobs.CHECK_JOB_TIMEOUT,
-        result_ttl=0,
-        failure_ttl=86400,
-    )
+    job_enqueue("provisioning.check_jobs.check_index", index.pk)

@@ -271,8 +271,6 @@ class PrivateIndex(models.Model):
         """Uploads and mirror runs are accepted; a restart in progress picks them up next."""
         return self.state in SERVING_STATES
 
-    accepts_packages = is_serving
-
     @property
     def can_restart(self) -> bool:
         return self.state in RESTARTABLE_STATES

@@ -1,14 +1,13 @@
 """Everything that changes an index: request, approve, provision, restart, tear down, credentials.
 
-Views and jobs call these; they call the driver. Jobs run the `*_perform` functions, which take
-a Redis lock per index so that two workers never work on the same index at once, and record
-every step in ProvisioningStep so the page can show progress and a retry can resume.
+Views and jobs call these; they call the driver. Jobs run the `*_perform` functions, which say
+what each operation does (its steps, the state it ends in) and run it through the operation runner
+(provisioning/operations.py: a Redis lock per index, every step recorded in ProvisioningStep,
+transient driver errors retried, failures shown on the page, a retry resuming).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import functools
 import hashlib
 import hmac
@@ -17,168 +16,54 @@ import logging
 import re
 import secrets
 import string
-import threading
-from collections.abc import Iterator
 
-import django_rq
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
 from portal.audit import audit_record
-from portal.queueing import enqueue_after_commit, job_is_live, job_lost_its_worker
+from provisioning.checks import index_check_enqueue
 from provisioning.drivers.base import DeployStep, DriverError, get_driver
 from provisioning.index_server import hash_token, verify_token
 from provisioning.models import (
-    OPERATION_OF_ACTIVE_STATE,
     WORKING_STATE,
     IndexCredential,
+    IndexOperation,
     IndexState,
     PrivateIndex,
-    ProvisioningStep,
     Team,
     validate_entra_group_id,
     validate_index_name,
 )
-from provisioning.pause import pause_point
-from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, IndexSpec, Placement, build_index_spec
+from provisioning.operations import (
+    RESUMING_NOTICE,  # noqa: F401 - the runner's answers, asked of the services by pages and commands
+    OperationSpec,
+    Plan,
+    StepFailed,
+    driver_retrying,
+    has_live_job,  # noqa: F401
+    index_reconcile,  # noqa: F401
+    index_resume_notice,  # noqa: F401
+    operation_enqueue,
+    operation_run,
+    operations_redis,
+)
+from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, Placement
+from provisioning.specs import index_spec
 
 logger = logging.getLogger(__name__)
 
-Op = ProvisioningStep.Operation
-QUEUE = "provisioning"
-JOB_TIMEOUT = 1800
 PORTAL_USERNAME = "portal-internal"
-
-
-class StepFailed(Exception):
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(message)
-        self.step = step
-        self.message = message
 
 
 # --- specs
 
 
-def index_spec(index: PrivateIndex) -> IndexSpec:
-    """The IndexSpec of an index that has a placement (reserved at the start of provisioning)."""
-    return build_index_spec(
-        index_id=index.pk,
-        name=index.name,
-        team=index.team.slug,
-        size=index.size,
-        # A copy: drivers record what the cloud decided in placement.resources (see _save_placement).
-        placement=Placement.from_dict(copy.deepcopy(index.deployment)),
-        upload_url=index.upload_url,
-    )
-
-
 def index_ca_pem(index: PrivateIndex) -> str | None:
     """The CA certificate clients must trust for this index, or None (public CA, or not built)."""
     return get_driver().ca_certificate_pem(index_spec(index)) if index.deployment else None
-
-
-# --- jobs and locks
-
-
-def _enqueue(index: PrivateIndex, operation: str) -> None:
-    """Enqueue the job for `operation` once the current transaction commits.
-
-    The job id is per index and operation, so a double submit cannot queue the same work twice;
-    a finished or failed job with that id is cleared first so a retry can reuse it.
-    """
-    from provisioning import jobs
-
-    func = {Op.PROVISION: jobs.provision_index, Op.RESTART: jobs.restart_index, Op.TEARDOWN: jobs.teardown_index}[
-        operation
-    ]
-    enqueue_after_commit(
-        QUEUE, func, index.pk, job_id=f"index-{index.pk}-{operation}",
-        job_timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400,
-    )  # fmt: skip
-
-
-def _index_jobs(index: PrivateIndex) -> Iterator[Job]:
-    connection = django_rq.get_connection(QUEUE)
-    for operation in Op.values:
-        try:
-            yield Job.fetch(f"index-{index.pk}-{operation}", connection=connection)
-        except NoSuchJobError:
-            continue
-
-
-def has_live_job(index: PrivateIndex) -> bool:
-    """A job is queued for the index, or running on a worker that still heartbeats."""
-    return any(job_is_live(job) for job in _index_jobs(index))
-
-
-def _notice_key(index_id: int) -> str:
-    return f"index:{index_id}:resuming"
-
-
-RESUMING_NOTICE = "Resuming after a worker stopped"
-
-
-def index_resume_notice(index: PrivateIndex) -> str:
-    """What the index page says while an index waits for its work to resume after its worker
-    died (killed, out of memory, redeployed), instead of spinning silently; "" otherwise."""
-    if not index.is_active:
-        return ""
-    try:
-        notice = django_rq.get_connection(QUEUE).get(_notice_key(index.pk))
-        if notice:
-            return notice.decode()
-        if any(job_lost_its_worker(job) for job in _index_jobs(index)):
-            return f"{RESUMING_NOTICE}: its work continues within a minute."
-    except (RedisConnectionError, RedisTimeoutError):
-        return "The portal cannot reach Redis: work on this index continues once it is back."
-    return ""
-
-
-def _interrupted(index: PrivateIndex, operation: str) -> bool:
-    """A step of `operation` was running when its worker died: resume from it."""
-    return index.steps.filter(operation=operation, state=ProvisioningStep.State.RUNNING).exists()
-
-
-@contextlib.contextmanager
-def index_lock(index_id: int) -> Iterator[None]:
-    """One worker per index at a time; a second job for the same index waits its turn.
-
-    The lock lives INDEX_LOCK_TTL_SECONDS and a heartbeat renews it while the job runs, so a
-    worker killed with SIGKILL frees the index within that time instead of a whole job timeout.
-    """
-    ttl = settings.INDEX_LOCK_TTL_SECONDS
-    lock = django_rq.get_connection(QUEUE).lock(
-        f"lock:index:{index_id}", timeout=ttl, blocking_timeout=JOB_TIMEOUT, thread_local=False
-    )
-    if not lock.acquire():
-        raise RuntimeError(f"Index {index_id} stayed locked for {JOB_TIMEOUT} s.")
-    connection = lock.redis
-    stop = threading.Event()
-
-    def heartbeat() -> None:
-        while not stop.wait(ttl / 3):
-            with contextlib.suppress(Exception):  # a lost renewal shows up as a lost lock later
-                lock.reacquire()
-
-    beat = threading.Thread(target=heartbeat, name=f"lock-heartbeat-{index_id}", daemon=True)
-    beat.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        beat.join()
-        with contextlib.suppress(Exception):
-            connection.delete(_notice_key(index_id))  # the work ran: no longer "resuming"
-        with contextlib.suppress(Exception):
-            lock.release()
 
 
 # --- requesting
@@ -197,7 +82,7 @@ def index_request(
     if not settings.INDEX_APPROVAL_REQUIRED:
         # Redis down: fail before anything is recorded. (Should it go down between here and the
         # commit, the index stays "requested" and the next reconcile queues it.)
-        django_rq.get_connection(QUEUE).ping()
+        operations_redis().ping()
     try:
         with transaction.atomic():
             index = PrivateIndex.objects.create(name=name, team=team, size=size, requested_by=requested_by)
@@ -208,7 +93,7 @@ def index_request(
             if settings.INDEX_APPROVAL_REQUIRED:
                 index.transition_to(IndexState.AWAITING_APPROVAL)
             else:
-                _enqueue(index, Op.PROVISION)
+                operation_enqueue(index, IndexOperation.PROVISION)
     except IntegrityError as exc:  # the name was taken between the check and the insert
         raise ValidationError({"name": f"An index named {name} already exists."}) from exc
     return index
@@ -219,7 +104,7 @@ def index_approve(*, index: PrivateIndex, actor, request: HttpRequest | None = N
         index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
         index.transition_to(IndexState.REQUESTED, decided_by=actor, decided_at=timezone.now())
         audit_record(action="index.approved", actor=actor, obj=index, request=request)
-        _enqueue(index, Op.PROVISION)
+        operation_enqueue(index, IndexOperation.PROVISION)
 
 
 def index_deny(*, index: PrivateIndex, actor, reason: str, request: HttpRequest | None = None) -> None:
@@ -241,7 +126,7 @@ def index_retry(*, index: PrivateIndex, actor, request: HttpRequest | None = Non
         index.transition_to(WORKING_STATE[operation], error="")
         audit_record(action="index.retried", actor=actor, obj=index, request=request,
                      details={"operation": operation, "step": index.failed_step})  # fmt: skip
-        _enqueue(index, operation)
+        operation_enqueue(index, operation)
 
 
 def index_restart(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
@@ -249,7 +134,7 @@ def index_restart(*, index: PrivateIndex, actor, request: HttpRequest | None = N
         index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
         index.transition_to(IndexState.RESTARTING)
         audit_record(action="index.restart_requested", actor=actor, obj=index, request=request)
-        _enqueue(index, Op.RESTART)
+        operation_enqueue(index, IndexOperation.RESTART)
 
 
 def index_delete(*, index: PrivateIndex, actor, request: HttpRequest | None = None) -> None:
@@ -257,7 +142,7 @@ def index_delete(*, index: PrivateIndex, actor, request: HttpRequest | None = No
         index = PrivateIndex.objects.select_for_update().get(pk=index.pk)
         index.transition_to(IndexState.DELETING, error="")
         audit_record(action="index.delete_requested", actor=actor, obj=index, request=request)
-        _enqueue(index, Op.TEARDOWN)
+        operation_enqueue(index, IndexOperation.TEARDOWN)
 
 
 def team_set_entra_group(*, team: Team, group_id: str, actor=None, request: HttpRequest | None = None) -> bool:
@@ -276,54 +161,7 @@ def team_set_entra_group(*, team: Team, group_id: str, actor=None, request: Http
     return True
 
 
-# --- the work itself (run by jobs)
-
-
-def _run_steps(index: PrivateIndex, operation: str, steps: list[DeployStep], *, resume: bool) -> None:
-    """Run `steps` in order, recording each. With `resume`, steps already done are skipped."""
-    rows = {row.name: row for row in index.steps.filter(operation=operation)}
-    if not resume or set(rows) - {s.name for s in steps}:
-        index.steps.filter(operation=operation).delete()
-        rows = {}
-    for position, step in enumerate(steps):
-        if step.name not in rows:
-            rows[step.name] = ProvisioningStep.objects.create(
-                index=index, operation=operation, position=position, name=step.name, label=step.label
-            )
-    for step in steps:
-        row = rows[step.name]
-        if row.state == ProvisioningStep.State.DONE and not step.rerun:
-            continue
-        row.state, row.started_at, row.finished_at, row.error = ProvisioningStep.State.RUNNING, timezone.now(), None, ""
-        row.attempts += 1
-        row.save()
-        pause_point(f"{index.pk}-{operation}-{step.name}")
-        try:
-            step.run()
-        except DriverError as exc:
-            message = exc.message
-        except Exception as exc:
-            logger.exception("Step %s of %s for index %s crashed", step.name, operation, index.pk)
-            message = f"Unexpected error: {exc.__class__.__name__}: {exc}"
-        else:
-            row.state, row.finished_at = ProvisioningStep.State.DONE, timezone.now()
-            row.save(update_fields=["state", "finished_at"])
-            continue
-        row.state, row.finished_at, row.error = ProvisioningStep.State.FAILED, timezone.now(), message
-        row.save(update_fields=["state", "finished_at", "error"])
-        raise StepFailed(step.name, message)
-
-
-def _fail(index: PrivateIndex, operation: str, failure: StepFailed) -> None:
-    if operation != Op.TEARDOWN and index.deployment:
-        try:  # nothing half-running is left behind; the data stays for the retry
-            get_driver().halt(index_spec(index))
-        except DriverError as exc:
-            logger.warning("Could not halt index %s after failure: %s", index.pk, exc)
-    index.transition_to(IndexState.FAILED, failed_operation=operation, failed_step=failure.step, error=failure.message)
-    audit_record(
-        action=f"index.{operation}_failed", obj=index, details={"step": failure.step, "error": failure.message}
-    )
+# --- the work itself (run by jobs, through the operation runner)
 
 
 def _save_placement(index: PrivateIndex, placement: Placement) -> None:
@@ -336,117 +174,71 @@ def _save_placement(index: PrivateIndex, placement: Placement) -> None:
     index.save(update_fields=["deployment", "url", "updated_at"])
 
 
+def _provision_plan(index: PrivateIndex) -> Plan:
+    driver = get_driver()
+    try:
+        placement = driver_retrying(
+            lambda: driver.reserve(index_id=index.pk, name=index.name, previous=index.deployment or None)
+        )
+    except DriverError as exc:
+        raise StepFailed("reserve", exc.message) from exc
+    index.deployment = placement.as_dict()
+    spec = index_spec(index)
+    index.url = spec.url
+    index.save(update_fields=["deployment", "url", "updated_at"])
+    steps = [
+        *driver.deploy_steps(spec),
+        DeployStep("credentials", "Write the index credentials", lambda: credentials_write(index)),
+    ]
+    # The steps record what the cloud decided in this spec's placement: kept, done or failed.
+    return Plan(steps, settle=lambda: _save_placement(index, driver.settled_placement(spec)))
+
+
+def _provisioned(index: PrivateIndex) -> None:
+    index.transition_to(IndexState.READY, ready_at=timezone.now(), failed_operation="", failed_step="", error="")
+    audit_record(action="index.provisioned", obj=index, details={"url": index.url})
+    # The dashboard shows the certificate right away instead of at the next scheduled check.
+    index_check_enqueue(index=index)
+
+
+def _restart_plan(index: PrivateIndex) -> Plan:
+    spec = index_spec(index)
+    return Plan([DeployStep("restart", "Restart Caddy and pypiserver", lambda: get_driver().restart(spec))])
+
+
+def _restarted(index: PrivateIndex) -> None:
+    index.transition_to(IndexState.READY, failed_operation="", failed_step="", error="")
+    audit_record(action="index.restarted", obj=index)
+
+
+def _teardown_plan(index: PrivateIndex) -> Plan:
+    return Plan(get_driver().teardown_steps(index_spec(index)) if index.deployment else [])
+
+
+def _torn_down(index: PrivateIndex) -> None:
+    index.credentials.filter(revoked_at=None).update(revoked_at=timezone.now())
+    index.transition_to(IndexState.DELETED, deleted_at=timezone.now(), failed_operation="", failed_step="", error="")
+    audit_record(action="index.deleted", obj=index)
+
+
+PROVISION = OperationSpec(IndexOperation.PROVISION, _provision_plan, _provisioned)
+# A restart always runs whole: its one step is the restart.
+RESTART = OperationSpec(IndexOperation.RESTART, _restart_plan, _restarted, resumes=False)
+TEARDOWN = OperationSpec(IndexOperation.TEARDOWN, _teardown_plan, _torn_down)
+
+
 def index_provision_perform(index_id: int) -> None:
     """Build (or resume building) the index, then mark it ready."""
-    with index_lock(index_id):
-        index = PrivateIndex.objects.select_related("team").get(pk=index_id)
-        if index.state == IndexState.REQUESTED:
-            index.transition_to(IndexState.PROVISIONING)
-        if index.state != IndexState.PROVISIONING:
-            logger.info("Index %s is %s; nothing to provision.", index_id, index.state)
-            return
-        resume = index.failed_operation == Op.PROVISION or _interrupted(index, Op.PROVISION)
-        driver = get_driver()
-        try:
-            placement = driver.reserve(index_id=index.pk, name=index.name, previous=index.deployment or None)
-        except DriverError as exc:
-            _fail(index, Op.PROVISION, StepFailed("reserve", exc.message))
-            return
-        index.deployment = placement.as_dict()
-        spec = index_spec(index)
-        index.url = spec.url
-        index.save(update_fields=["deployment", "url", "updated_at"])
-        steps = [
-            *driver.deploy_steps(spec),
-            DeployStep("credentials", "Write the index credentials", lambda: credentials_write(index)),
-        ]
-        try:
-            _run_steps(index, Op.PROVISION, steps, resume=resume)
-        except StepFailed as failure:
-            _save_placement(index, driver.settled_placement(spec))
-            _fail(index, Op.PROVISION, failure)
-            return
-        _save_placement(index, driver.settled_placement(spec))
-        index.transition_to(IndexState.READY, ready_at=timezone.now(), failed_operation="", failed_step="", error="")
-        audit_record(action="index.provisioned", obj=index, details={"url": index.url})
-        # The dashboard shows the certificate right away instead of at the next scheduled check.
-        from provisioning.checks import index_check_enqueue  # checks imports this module
-
-        index_check_enqueue(index=index)
+    operation_run(index_id, PROVISION)
 
 
 def index_restart_perform(index_id: int) -> None:
-    with index_lock(index_id):
-        index = PrivateIndex.objects.select_related("team").get(pk=index_id)
-        if index.state != IndexState.RESTARTING:
-            return
-        spec = index_spec(index)
-        step = DeployStep("restart", "Restart Caddy and pypiserver", lambda: get_driver().restart(spec))
-        try:
-            _run_steps(index, Op.RESTART, [step], resume=False)
-        except StepFailed as failure:
-            _fail(index, Op.RESTART, failure)
-            return
-        index.transition_to(IndexState.READY, failed_operation="", failed_step="", error="")
-        audit_record(action="index.restarted", obj=index)
+    operation_run(index_id, RESTART)
 
 
 def index_teardown_perform(index_id: int) -> None:
-    with index_lock(index_id):
-        index = PrivateIndex.objects.select_related("team").get(pk=index_id)
-        if index.state != IndexState.DELETING:
-            return
-        if index.deployment:
-            resume = index.failed_operation == Op.TEARDOWN or _interrupted(index, Op.TEARDOWN)
-            try:
-                _run_steps(index, Op.TEARDOWN, get_driver().teardown_steps(index_spec(index)), resume=resume)
-            except StepFailed as failure:
-                _fail(index, Op.TEARDOWN, failure)
-                return
-        index.credentials.filter(revoked_at=None).update(revoked_at=timezone.now())
-        index.transition_to(
-            IndexState.DELETED, deleted_at=timezone.now(), failed_operation="", failed_step="", error=""
-        )
-        audit_record(action="index.deleted", obj=index)
-
-
-def index_reconcile() -> dict[str, int]:
-    """Make the database true again after a crash or a restart of this machine.
-
-    Indexes stuck in an active state with no live job get their job again; ready indexes whose
-    processes or containers are gone are brought back. Returns counts for the caller to report.
-    """
-    counts = {"requeued": 0, "revived": 0, "errors": 0}
-    connection = django_rq.get_connection(QUEUE)
-    for index in PrivateIndex.objects.active().select_related("team"):
-        jobs = list(_index_jobs(index))
-        if any(job_is_live(job) for job in jobs):
-            continue
-        # A step left running means its worker died mid-way (silent, or already failed by RQ as
-        # abandoned or as a lost work-horse): say so on the page until the work resumes.
-        running = index.steps.filter(state=ProvisioningStep.State.RUNNING).values_list("label", flat=True).first()
-        if running or any(job_lost_its_worker(job) for job in jobs):
-            notice = f"{RESUMING_NOTICE}" + (f", from “{running}”." if running else ".")
-            connection.set(_notice_key(index.pk), notice, ex=JOB_TIMEOUT)
-            logger.warning("Index %s lost its worker; queueing its %s again.", index.name, index.state)
-        _enqueue(index, OPERATION_OF_ACTIVE_STATE[index.state])
-        counts["requeued"] += 1
-    # A ready index whose processes died is brought back, and checked at once so the dashboard
-    # shows the revival (or the death, when it cannot come back) now, not at the next fleet check.
-    from provisioning.checks import index_check_enqueue  # checks imports this module
-
-    driver = get_driver()
-    for index in PrivateIndex.objects.filter(state=IndexState.READY).select_related("team"):
-        try:
-            if driver.ensure_running(index_spec(index)):
-                counts["revived"] += 1
-                audit_record(action="index.revived", obj=index)
-                index_check_enqueue(index=index)
-        except DriverError as exc:
-            counts["errors"] += 1
-            logger.warning("Could not bring index %s back: %s", index.name, exc)
-            index_check_enqueue(index=index)
-    return counts
+    """Remove everything the index owns (resuming a failed teardown), then mark it deleted."""
+    operation_run(index_id, TEARDOWN)
 
 
 # --- credentials

@@ -12,7 +12,7 @@ from django.utils import timezone
 from rq.job import Job, JobStatus
 
 from portal.queueing import HEARTBEAT_MISSED_AFTER_SECONDS, queue_now
-from provisioning import services
+from provisioning import operations, services
 from provisioning.drivers.base import get_driver
 from provisioning.models import PrivateIndex
 
@@ -193,7 +193,7 @@ def test_a_second_job_for_the_same_index_is_not_queued_while_one_waits(lead, tea
     with django_capture_on_commit_callbacks(execute=True):
         index = _request(lead, team)
     with django_capture_on_commit_callbacks(execute=True):
-        services._enqueue(index, "provision")
+        operations.operation_enqueue(index, "provision")
     assert django_rq.get_queue("provisioning").job_ids == [f"index-{index.pk}-provision"]
 
 
