@@ -27,6 +27,7 @@ from typing import IO
 from devtools.entra_provider.demo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
 from devtools.services import ensure_postgres, ensure_redis, reachable
 from portal.envfile import ENV_FILE_MARKER, env_file_path
+from portal.job_table import QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -111,7 +112,7 @@ def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
 def sign_in_setup(env: dict[str, str]) -> tuple[list[Child], list[str]]:
     """Children and instructions for signing in on this machine (the local Entra-shaped provider);
     sets the ENTRA_* settings in `env`."""
-    # --- Entra sign-in (issue 4): a configured ENTRA_AUTHORITY (a real tenant) wins.
+    # A configured ENTRA_AUTHORITY (a real tenant) wins over the local provider.
     if env.get("ENTRA_AUTHORITY"):
         return [], [f"Sign in: with Microsoft Entra ID ({env['ENTRA_AUTHORITY']})."]
     port = free_port(int(env.get("ENTRA_PROVIDER_PORT", "8443")), "sign-in provider")
@@ -231,7 +232,7 @@ def main() -> int:
         manage(env, "ensure_demo_teams", "-v", "0")
     children = [
         *sign_in_children,
-        Child("worker", [PYTHON, "manage.py", "rqworker", "provisioning", "packages", "default", "--with-scheduler"]),
+        Child("worker", [PYTHON, "manage.py", "rqworker", *QUEUES, "--with-scheduler"]),
         # Exactly one periodic scheduler: certificate checks and the reconcile.
         Child("scheduler", [PYTHON, "manage.py", "scheduler", "provisioning.cron"]),
         Child("web", [PYTHON, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"], port=web_port),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import django_rq
 import pytest
+import yaml
 from django.conf import settings as django_settings
 from rq.cron import CronScheduler
 
@@ -121,3 +122,8 @@ def test_the_scheduler_registers_each_periodic_job_with_its_table_entry(settings
         }, cron_job.func_name  # fmt: skip
     reconcile = JOBS["provisioning.jobs.reconcile_indexes"]
     assert job_timeout(reconcile) == 600  # was 600 in the schedule and 1800 on the unused decorator
+
+
+def test_the_deployed_worker_listens_on_every_queue_of_the_table_in_its_order():
+    worker = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["worker"]["command"]
+    assert [arg for arg in worker if arg in QUEUES] == list(QUEUES)
