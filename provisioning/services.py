@@ -33,7 +33,9 @@ from rq.job import Job
 
 from portal.audit import audit_record
 from portal.queueing import enqueue_after_commit, job_is_live, job_lost_its_worker
-from provisioning.drivers.base import DeployStep, DriverError, get_driver
+from provisioning.drivers.backend import get_runtime, get_store
+from provisioning.drivers.base import DriverError
+from provisioning.drivers.runtime import DeployStep
 from provisioning.index_server import hash_token, verify_token
 from provisioning.models import (
     IndexCredential,
@@ -80,7 +82,7 @@ def index_spec(index: PrivateIndex) -> IndexSpec:
 
 def index_ca_pem(index: PrivateIndex) -> str | None:
     """The CA certificate clients must trust for this index, or None (public CA, or not built)."""
-    return get_driver().ca_certificate_pem(index_spec(index)) if index.deployment else None
+    return get_runtime().ca_certificate_pem(index_spec(index)) if index.deployment else None
 
 
 # --- jobs and locks
@@ -316,7 +318,7 @@ def _run_steps(index: PrivateIndex, operation: str, steps: list[DeployStep], *, 
 def _fail(index: PrivateIndex, operation: str, failure: StepFailed) -> None:
     if operation != Op.TEARDOWN and index.deployment:
         try:  # nothing half-running is left behind; the data stays for the retry
-            get_driver().halt(index_spec(index))
+            get_runtime().halt(index_spec(index))
         except DriverError as exc:
             logger.warning("Could not halt index %s after failure: %s", index.pk, exc)
     index.transition_to(IndexState.FAILED, failed_operation=operation, failed_step=failure.step, error=failure.message)
@@ -345,9 +347,9 @@ def index_provision_perform(index_id: int) -> None:
             logger.info("Index %s is %s; nothing to provision.", index_id, index.state)
             return
         resume = index.failed_operation == Op.PROVISION or _interrupted(index, Op.PROVISION)
-        driver = get_driver()
+        runtime = get_runtime()
         try:
-            placement = driver.reserve(index_id=index.pk, name=index.name, previous=index.deployment or None)
+            placement = runtime.reserve(index_id=index.pk, name=index.name, previous=index.deployment or None)
         except DriverError as exc:
             _fail(index, Op.PROVISION, StepFailed("reserve", exc.message))
             return
@@ -356,16 +358,16 @@ def index_provision_perform(index_id: int) -> None:
         index.url = spec.url
         index.save(update_fields=["deployment", "url", "updated_at"])
         steps = [
-            *driver.deploy_steps(spec),
+            *runtime.deploy_steps(spec),
             DeployStep("credentials", "Write the index credentials", lambda: credentials_write(index)),
         ]
         try:
             _run_steps(index, Op.PROVISION, steps, resume=resume)
         except StepFailed as failure:
-            _save_placement(index, driver.settled_placement(spec))
+            _save_placement(index, runtime.settled_placement(spec))
             _fail(index, Op.PROVISION, failure)
             return
-        _save_placement(index, driver.settled_placement(spec))
+        _save_placement(index, runtime.settled_placement(spec))
         index.transition_to(IndexState.READY, ready_at=timezone.now(), failed_operation="", failed_step="", error="")
         audit_record(action="index.provisioned", obj=index, details={"url": index.url})
         # The dashboard shows the certificate right away instead of at the next scheduled check.
@@ -380,7 +382,7 @@ def index_restart_perform(index_id: int) -> None:
         if index.state != IndexState.RESTARTING:
             return
         spec = index_spec(index)
-        step = DeployStep("restart", "Restart Caddy and pypiserver", lambda: get_driver().restart(spec))
+        step = DeployStep("restart", "Restart Caddy and pypiserver", lambda: get_runtime().restart(spec))
         try:
             _run_steps(index, Op.RESTART, [step], resume=False)
         except StepFailed as failure:
@@ -398,7 +400,7 @@ def index_teardown_perform(index_id: int) -> None:
         if index.deployment:
             resume = index.failed_operation == Op.TEARDOWN or _interrupted(index, Op.TEARDOWN)
             try:
-                _run_steps(index, Op.TEARDOWN, get_driver().teardown_steps(index_spec(index)), resume=resume)
+                _run_steps(index, Op.TEARDOWN, get_runtime().teardown_steps(index_spec(index)), resume=resume)
             except StepFailed as failure:
                 _fail(index, Op.TEARDOWN, failure)
                 return
@@ -440,10 +442,10 @@ def index_reconcile() -> dict[str, int]:
     # shows the revival (or the death, when it cannot come back) now, not at the next fleet check.
     from provisioning.checks import index_check_enqueue  # checks imports this module
 
-    driver = get_driver()
+    runtime = get_runtime()
     for index in PrivateIndex.objects.filter(state=IndexState.READY).select_related("team"):
         try:
-            if driver.ensure_running(index_spec(index)):
+            if runtime.ensure_running(index_spec(index)):
                 counts["revived"] += 1
                 audit_record(action="index.revived", obj=index)
                 index_check_enqueue(index=index)
@@ -480,7 +482,7 @@ def tokens_file(index: PrivateIndex) -> bytes:
 def credentials_write(index: PrivateIndex) -> None:
     """Write the tokens file to the config share when it differs from what is there; the index
     server re-reads it within a second, so no restart is needed."""
-    get_driver().write_if_changed(index_spec(index), SHARE_CONFIG, TOKENS_PATH, tokens_file(index))
+    get_store().write_if_changed(index_spec(index), SHARE_CONFIG, TOKENS_PATH, tokens_file(index))
 
 
 @functools.cache
