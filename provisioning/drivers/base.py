@@ -15,10 +15,11 @@ from __future__ import annotations
 class DriverError(Exception):
     """A runtime or store operation failed.
 
-    `permanent` tells the step runner what to do with the failed step: permanent (a bad name, a
-    quota, a missing right or file, no free port) fails it at once, since calling again cannot
-    succeed without someone changing something; otherwise (throttling, a 5xx, a timeout, a
-    process still starting) the runner tries again with backoff."""
+    `permanent`: calling again cannot succeed until someone changes something (a bad name, a
+    quota, a missing right or file, an image that is not installed, no free port). Otherwise
+    (throttling, a 5xx, a timeout, a process still starting) the same call may succeed later.
+    The step runner reads it to fail a step at once or try it again; code that needs to know a
+    file is missing catches `ShareFileMissing` instead."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
