@@ -114,7 +114,8 @@ def main() -> None:
     from tests.builders import build_wheel
     from tests.index_server_support import manifest_entry
 
-    driver = AzureDriver()
+    backend = AzureDriver()
+    runtime, store = backend.runtime, backend.store
     wheel = build_wheel(work, "bench-demo", "1.0")
     python = work / "venv" / "bin" / "python"
     subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True, timeout=120)
@@ -130,17 +131,17 @@ def main() -> None:
                 index_id = 1000 + run
                 issued_before = pebble.issued_count()
                 started = time.perf_counter()
-                placement = driver.reserve(index_id=index_id, name=f"bench-{run}", previous=None)
+                placement = runtime.reserve(index_id=index_id, name=f"bench-{run}", previous=None)
                 spec = build_index_spec(
                     index_id=index_id, name=f"bench-{run}", team="bench", size="small", placement=placement
                 )
                 certificate_wait = 0.0
-                for step in driver.deploy_steps(spec):
+                for step in runtime.deploy_steps(spec):
                     step_started = time.perf_counter()
                     step.run()
                     if step.name == "certificate":
                         certificate_wait = time.perf_counter() - step_started
-                driver.write_if_changed(spec, SHARE_CONFIG, TOKENS_PATH, tokens)  # as the credentials step
+                store.write_if_changed(spec, SHARE_CONFIG, TOKENS_PATH, tokens)  # as the credentials step
                 wall = time.perf_counter() - started
                 log = emulator.requests()
                 counts = Counter(r.service for r in log)
@@ -151,9 +152,9 @@ def main() -> None:
                 # Upload as the portal does: the file, then the manifest that lists it (the index
                 # server picks it up without a restart); then pip.
                 with wheel.open("rb") as source:
-                    driver.write_file(spec, SHARE_PACKAGES, wheel.name, source, size=wheel.stat().st_size)
-                driver.write_if_changed(spec, SHARE_CONFIG, MANIFEST_PATH, manifest.encode())
-                host = driver.settled_placement(spec).hostname  # the FQDN Azure gave
+                    store.write_file(spec, SHARE_PACKAGES, wheel.name, source, size=wheel.stat().st_size)
+                store.write_if_changed(spec, SHARE_CONFIG, MANIFEST_PATH, manifest.encode())
+                host = runtime.settled_placement(spec).hostname  # the FQDN Azure gave
                 index_url = f"https://{READ_USER}:{READ_PASSWORD}@{host}/simple/"
                 pip_started = time.perf_counter()
                 pip = subprocess.run(
@@ -164,9 +165,9 @@ def main() -> None:
                 pip_seconds = time.perf_counter() - pip_started
                 if pip.returncode != 0:
                     print(pip.stdout[-1500:], pip.stderr[-1500:], file=sys.stderr)
-                driver.restart(spec)
+                runtime.restart(spec)
                 issued_after_restart = pebble.issued_count() - issued_before
-                for step in driver.teardown_steps(spec):
+                for step in runtime.teardown_steps(spec):
                     step.run()
                 left = emulator.running_pids(), emulator.snapshot()["storage_accounts"]
                 rows.append(

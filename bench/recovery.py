@@ -58,7 +58,8 @@ def main() -> None:
     from django.core.management import call_command
 
     from provisioning import services
-    from provisioning.drivers.local import LocalDriver
+    from provisioning.drivers.local_runtime import LocalRuntime
+    from provisioning.drivers.local_store import LocalShareStore
     from provisioning.models import PrivateIndex, Team
     from tests.recovery_support import (
         PROVISION_STEPS,
@@ -116,7 +117,7 @@ def main() -> None:
         run("provision", PROVISION_STEPS, "ready")
         run("teardown", TEARDOWN_STEPS, "deleted")
     finally:
-        LocalDriver().stop_everything()
+        LocalRuntime(LocalShareStore()).stop_everything()
     print(f"\nWorker + work-horse SIGKILLed inside each step, {args.per_step} index(es) per step (target <= 90 s):")
     print(f"{'step':<24} {'kill -> done, s (each)':<26} {'max s':>6}  processes per index (running/one set)")
     for label, seconds, sets in rows:

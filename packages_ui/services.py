@@ -54,7 +54,8 @@ from portal.audit import audit_record
 from portal.job_table import JOBS
 from portal.permissions import is_portal_admin
 from portal.queueing import job_enqueue, job_enqueue_now
-from provisioning.drivers.base import DriverError, get_driver
+from provisioning.drivers.backend import get_runtime, get_store
+from provisioning.drivers.base import DriverError
 from provisioning.models import IndexCredential, PrivateIndex
 from provisioning.operations import driver_retrying, index_lock
 from provisioning.services import portal_read_credential
@@ -207,7 +208,7 @@ def _write_metadata(index: PrivateIndex, checked: ValidatedDistribution) -> None
     """A wheel's METADATA as its PEP 658 file on the package share (nothing for an sdist)."""
     if checked.metadata:
         data = checked.metadata
-        get_driver().write_file(
+        get_store().write_file(
             index_spec(index), SHARE_PACKAGES, metadata_path(checked.filename), io.BytesIO(data), size=len(data)
         )
 
@@ -218,7 +219,7 @@ def _validated_from_share(index: PrivateIndex, path: str) -> ValidatedDistributi
     with tempfile.TemporaryDirectory(prefix="portal-share-copy-") as tmp:
         local = Path(tmp) / "file"
         with open(local, "wb") as out:
-            for chunk in get_driver().read_file(index_spec(index), SHARE_PACKAGES, path):
+            for chunk in get_store().read_file(index_spec(index), SHARE_PACKAGES, path):
                 out.write(chunk)
         return validate_distribution(local, path)
 
@@ -226,17 +227,16 @@ def _validated_from_share(index: PrivateIndex, path: str) -> ValidatedDistributi
 def _write_distribution(index: PrivateIndex, path: Path, checked: ValidatedDistribution) -> None:
     """The file (flat on the share, as pypiserver expects) and, for a wheel, its metadata file.
     Either both are written or neither is left behind."""
-    spec, driver = index_spec(index), get_driver()
+    spec, store = index_spec(index), get_store()
     written: list[str] = []
     try:
-        with open(path, "rb") as source_file:
-            driver.write_file(spec, SHARE_PACKAGES, checked.filename, source_file, size=checked.size)
+        store.write_local_file(spec, SHARE_PACKAGES, checked.filename, path, size=checked.size)
         written.append(checked.filename)
         _write_metadata(index, checked)
     except (DriverError, OSError) as exc:
         for done in written:
             with contextlib.suppress(DriverError, OSError):
-                driver.delete_file(spec, SHARE_PACKAGES, done)
+                store.delete_file(spec, SHARE_PACKAGES, done)
         message = exc.message if isinstance(exc, DriverError) else (exc.strerror or str(exc))
         raise DistributionError(f"The file could not be written to the index: {message}", code="storage") from exc
 
@@ -258,10 +258,10 @@ def package_delete(*, index: PrivateIndex, package: PackageFile, actor, request:
                      details={"filename": package.filename, "sha256": package.sha256})  # fmt: skip
     # Served no more before its bytes go: the manifest first, then the share.
     refresh_manifest(index)
-    spec, driver = index_spec(index), get_driver()
+    spec, store = index_spec(index), get_store()
     try:
-        driver.delete_file(spec, SHARE_PACKAGES, package.filename)
-        driver.delete_file(spec, SHARE_PACKAGES, metadata_path(package.filename))
+        store.delete_file(spec, SHARE_PACKAGES, package.filename)
+        store.delete_file(spec, SHARE_PACKAGES, metadata_path(package.filename))
     except DriverError as exc:
         raise ValidationError(f"The file is no longer served but could not be removed: {exc.message}") from exc
 
@@ -272,7 +272,7 @@ def package_delete(*, index: PrivateIndex, package: PackageFile, actor, request:
 def refresh_manifest(index: PrivateIndex) -> bool:
     """Write the index's manifest when it differs from the one on the share; True when written.
     Raises DriverError."""
-    return get_driver().write_if_changed(index_spec(index), SHARE_CONFIG, MANIFEST_PATH, index_manifest(index))
+    return get_store().write_if_changed(index_spec(index), SHARE_CONFIG, MANIFEST_PATH, index_manifest(index))
 
 
 def refresh_request(*, index: PrivateIndex) -> None:
@@ -376,7 +376,7 @@ def served_check(*, index: PrivateIndex, packages: Iterable[PackageFile]) -> lis
     if not waiting:
         return []
     spec = index_spec(index)
-    ca_pem = get_driver().ca_certificate_pem(spec)
+    ca_pem = get_runtime().ca_certificate_pem(spec)
     live: list[PackageFile] = []
     with tempfile.TemporaryDirectory(prefix="portal-ca-") as tmp, requests.Session() as session:
         # trust_env off: REQUESTS_CA_BUNDLE in the environment would replace the index's CA.
@@ -435,10 +435,10 @@ def packages_integrity_check(*, index: PrivateIndex) -> IntegrityReport:
     a same-size swap is found too). Changed and missing files are flagged and leave the manifest;
     unrecorded files are listed for an admin. Nothing found on the share is adopted here.
     Raises DriverError when the share cannot be read."""
-    spec, driver = index_spec(index), get_driver()
-    on_share = {f.path: f for f in driver.list_files(spec, SHARE_PACKAGES) if _is_distribution_path(f.path)}
+    spec, store = index_spec(index), get_store()
+    on_share = {f.path: f for f in store.list_files(spec, SHARE_PACKAGES) if _is_distribution_path(f.path)}
     # Hash outside any transaction: this can take long on a big share.
-    hashes = {path: sha256_of_chunks(driver.read_file(spec, SHARE_PACKAGES, path)) for path in on_share}
+    hashes = {path: sha256_of_chunks(store.read_file(spec, SHARE_PACKAGES, path)) for path in on_share}
     report = IntegrityReport()
     rows = {p.filename: p for p in index.package_files.all()}
     now = timezone.now()
@@ -522,7 +522,7 @@ def unrecorded_remove(
     if not is_portal_admin(actor):
         raise PermissionDenied("Only a portal admin can remove files found on the share.")
     try:
-        get_driver().delete_file(index_spec(index), SHARE_PACKAGES, unrecorded.path)
+        get_store().delete_file(index_spec(index), SHARE_PACKAGES, unrecorded.path)
     except DriverError as exc:
         raise ValidationError(f"The file could not be removed: {exc.message}") from exc
     audit_record(action="package.unrecorded_removed", actor=actor, obj=index, request=request,

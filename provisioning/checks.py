@@ -18,7 +18,10 @@ from django.utils import timezone
 
 from portal.queueing import job_enqueue
 from provisioning.certs import CertificateResult, CertificateStatus, CertificateTarget, inspect_fleet
-from provisioning.drivers.base import Driver, DriverError, IndexStatus, ShareFile, get_driver
+from provisioning.drivers.backend import get_runtime, get_store
+from provisioning.drivers.base import DriverError
+from provisioning.drivers.runtime import IndexRuntime, IndexStatus, RunState
+from provisioning.drivers.store import ShareFile, ShareStore
 from provisioning.models import CertificateCheck, IndexHealth, PrivateIndex
 from provisioning.spec import SHARE_CERTS, SHARE_PACKAGES, IndexSpec
 from provisioning.specs import index_spec
@@ -37,32 +40,32 @@ class DriverFacts:
     packages: list[ShareFile] | None
 
 
-def _driver_facts(driver: Driver, spec: IndexSpec) -> DriverFacts:
+def _driver_facts(runtime: IndexRuntime, store: ShareStore, spec: IndexSpec) -> DriverFacts:
     try:
-        status = driver.status(spec)
+        status = runtime.status(spec)
     except DriverError as exc:
-        status = IndexStatus(state="unknown", detail=f"Status unavailable: {exc.message}")
+        status = IndexStatus(state=RunState.UNKNOWN, detail=f"Status unavailable: {exc.message}")
     except Exception as exc:  # a driver bug must not stop the fleet check
         logger.exception("driver.status failed for index %s", spec.index_id)
-        status = IndexStatus(state="unknown", detail=f"Status unavailable: {exc.__class__.__name__}")
+        status = IndexStatus(state=RunState.UNKNOWN, detail=f"Status unavailable: {exc.__class__.__name__}")
     try:
-        files = driver.list_files(spec, SHARE_CERTS, CADDY_CERTIFICATES_PREFIX)
+        files = store.list_files(spec, SHARE_CERTS, CADDY_CERTIFICATES_PREFIX)
         cert_files = [f.path for f in files if f.path.endswith((".crt", ".key", ".json"))]
     except Exception:  # missing folder or unreachable share: unknown
         cert_files = None
     try:
-        packages = [f for f in driver.list_files(spec, SHARE_PACKAGES) if f.path.endswith(DISTRIBUTION_SUFFIXES)]
+        packages = [f for f in store.list_files(spec, SHARE_PACKAGES) if f.path.endswith(DISTRIBUTION_SUFFIXES)]
     except Exception:
         packages = None
     return DriverFacts(status=status, certificate_files=cert_files, packages=packages)
 
 
-def _target(driver: Driver, index: PrivateIndex) -> tuple[IndexSpec, CertificateTarget] | None:
+def _target(runtime: IndexRuntime, index: PrivateIndex) -> tuple[IndexSpec, CertificateTarget] | None:
     if not index.deployment:
         return None
     spec = index_spec(index)
     try:
-        ca_pem = driver.ca_certificate_pem(spec)
+        ca_pem = runtime.ca_certificate_pem(spec)
     except Exception:  # without the CA the check reports the chain as untrusted
         ca_pem = None
     target = CertificateTarget(
@@ -144,11 +147,11 @@ def fleet_check() -> dict[str, int]:
 
 
 def _check_many(indexes: list[PrivateIndex]) -> dict[int, CertificateCheck]:
-    driver = get_driver()
+    runtime, store = get_runtime(), get_store()
     specs: dict[int, IndexSpec] = {}
     targets: list[CertificateTarget] = []
     for index in indexes:
-        found = _target(driver, index)
+        found = _target(runtime, index)
         if found:
             specs[index.pk], target = found
             targets.append(target)
@@ -159,7 +162,9 @@ def _check_many(indexes: list[PrivateIndex]) -> dict[int, CertificateCheck]:
         warning_days=settings.CERT_WARNING_DAYS,
     )
     with ThreadPoolExecutor(max_workers=max(1, min(settings.CERT_CHECK_CONCURRENCY, len(specs)))) as pool:
-        facts = dict(zip(specs, pool.map(lambda spec: _driver_facts(driver, spec), specs.values()), strict=True))
+        facts = dict(
+            zip(specs, pool.map(lambda spec: _driver_facts(runtime, store, spec), specs.values()), strict=True)
+        )
     return {
         index.pk: _record(
             index, specs.get(index.pk), results.get(index.pk) or _not_deployed(index), facts.get(index.pk)

@@ -35,7 +35,9 @@ from portal.audit import audit_record
 from portal.job_table import JOBS
 from portal.queueing import job_enqueue, job_id_of, job_is_live, job_lost_its_worker, job_timeout
 from provisioning.checks import index_check_enqueue
-from provisioning.drivers.base import DeployStep, DriverError, get_driver
+from provisioning.drivers.backend import get_runtime
+from provisioning.drivers.base import DriverError
+from provisioning.drivers.runtime import DeployStep
 from provisioning.models import (
     OPERATION_OF_ACTIVE_STATE,
     WORKING_STATE,
@@ -252,7 +254,7 @@ def index_fail(index: PrivateIndex, operation: str, failure: StepFailed) -> None
     unattended (its data stays for the retry); audited."""
     if operation != IndexOperation.TEARDOWN and index.deployment:
         try:
-            get_driver().halt(index_spec(index))
+            get_runtime().halt(index_spec(index))
         except DriverError as exc:
             logger.warning("Could not halt index %s after failure: %s", index.pk, exc)
     index.transition_to(IndexState.FAILED, failed_operation=operation, failed_step=failure.step, error=failure.message)
@@ -347,10 +349,10 @@ def index_reconcile() -> dict[str, int]:
         counts["requeued"] += 1
     # A ready index whose processes died is brought back, and checked at once so the dashboard
     # shows the revival (or the death, when it cannot come back) now, not at the next fleet check.
-    driver = get_driver()
+    runtime = get_runtime()
     for index in PrivateIndex.objects.filter(state=IndexState.READY).select_related("team"):
         try:
-            if driver.ensure_running(index_spec(index)):
+            if runtime.ensure_running(index_spec(index)):
                 counts["revived"] += 1
                 audit_record(action="index.revived", obj=index)
                 index_check_enqueue(index=index)

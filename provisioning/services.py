@@ -25,7 +25,9 @@ from django.utils import timezone
 
 from portal.audit import audit_record
 from provisioning.checks import index_check_enqueue
-from provisioning.drivers.base import DeployStep, DriverError, get_driver
+from provisioning.drivers.backend import get_runtime, get_store
+from provisioning.drivers.base import DriverError
+from provisioning.drivers.runtime import DeployStep
 from provisioning.index_server import hash_token, verify_token
 from provisioning.models import (
     WORKING_STATE,
@@ -63,7 +65,7 @@ PORTAL_USERNAME = "portal-internal"
 
 def index_ca_pem(index: PrivateIndex) -> str | None:
     """The CA certificate clients must trust for this index, or None (public CA, or not built)."""
-    return get_driver().ca_certificate_pem(index_spec(index)) if index.deployment else None
+    return get_runtime().ca_certificate_pem(index_spec(index)) if index.deployment else None
 
 
 # --- requesting
@@ -175,10 +177,10 @@ def _save_placement(index: PrivateIndex, placement: Placement) -> None:
 
 
 def _provision_plan(index: PrivateIndex) -> Plan:
-    driver = get_driver()
+    runtime = get_runtime()
     try:
         placement = driver_retrying(
-            lambda: driver.reserve(index_id=index.pk, name=index.name, previous=index.deployment or None)
+            lambda: runtime.reserve(index_id=index.pk, name=index.name, previous=index.deployment or None)
         )
     except DriverError as exc:
         raise StepFailed("reserve", exc.message) from exc
@@ -187,11 +189,11 @@ def _provision_plan(index: PrivateIndex) -> Plan:
     index.url = spec.url
     index.save(update_fields=["deployment", "url", "updated_at"])
     steps = [
-        *driver.deploy_steps(spec),
+        *runtime.deploy_steps(spec),
         DeployStep("credentials", "Write the index credentials", lambda: credentials_write(index)),
     ]
     # The steps record what the cloud decided in this spec's placement: kept, done or failed.
-    return Plan(steps, settle=lambda: _save_placement(index, driver.settled_placement(spec)))
+    return Plan(steps, settle=lambda: _save_placement(index, runtime.settled_placement(spec)))
 
 
 def _provisioned(index: PrivateIndex) -> None:
@@ -203,7 +205,7 @@ def _provisioned(index: PrivateIndex) -> None:
 
 def _restart_plan(index: PrivateIndex) -> Plan:
     spec = index_spec(index)
-    return Plan([DeployStep("restart", "Restart Caddy and pypiserver", lambda: get_driver().restart(spec))])
+    return Plan([DeployStep("restart", "Restart Caddy and pypiserver", lambda: get_runtime().restart(spec))])
 
 
 def _restarted(index: PrivateIndex) -> None:
@@ -212,7 +214,7 @@ def _restarted(index: PrivateIndex) -> None:
 
 
 def _teardown_plan(index: PrivateIndex) -> Plan:
-    return Plan(get_driver().teardown_steps(index_spec(index)) if index.deployment else [])
+    return Plan(get_runtime().teardown_steps(index_spec(index)) if index.deployment else [])
 
 
 def _torn_down(index: PrivateIndex) -> None:
@@ -267,7 +269,7 @@ def tokens_file(index: PrivateIndex) -> bytes:
 def credentials_write(index: PrivateIndex) -> None:
     """Write the tokens file to the config share when it differs from what is there; the index
     server re-reads it within a second, so no restart is needed."""
-    get_driver().write_if_changed(index_spec(index), SHARE_CONFIG, TOKENS_PATH, tokens_file(index))
+    get_store().write_if_changed(index_spec(index), SHARE_CONFIG, TOKENS_PATH, tokens_file(index))
 
 
 @functools.cache

@@ -19,10 +19,12 @@ from azure.mgmt.storage import StorageManagementClient
 from devtools.azure_emulator import AzureEmulator
 from devtools.azure_emulator.resolver import fqdn_override
 from devtools.pebble import Pebble
-from provisioning.drivers import base as driver_base
+from provisioning.drivers import backend as driver_backend
 from provisioning.drivers.azure import AzureDriver
-from provisioning.drivers.base import DeployStep
+from provisioning.drivers.azure_runtime import AzureRuntime
+from provisioning.drivers.runtime import DeployStep
 from provisioning.spec import IndexSpec, build_index_spec
+from tests.driver_support import RuntimeAndStore, driver_of
 
 AZURE_DRIVER = "provisioning.drivers.azure.AzureDriver"
 INDEX_ID = 7
@@ -126,15 +128,15 @@ def azure_emulator(
         monkeypatch.setenv(name, value)
     # This emulator runs no containers, so no certificate can ever be served: these tests are
     # about ARM and Files. The certificate wait runs for real in test_azure_end_to_end.py.
-    monkeypatch.setattr(AzureDriver, "_wait_certificate", lambda self, spec: None)
-    driver_base._driver_for.cache_clear()
+    monkeypatch.setattr(AzureRuntime, "_wait_certificate", lambda self, spec: None)
+    driver_backend._backend_for.cache_clear()
     yield emulator
     emulator.faults.clear()
-    driver_base._driver_for.cache_clear()
+    driver_backend._backend_for.cache_clear()
 
 
 def index_spec_for(
-    driver: AzureDriver, *, index_id: int = INDEX_ID, name: str = "team-index", size: str = "small"
+    driver: RuntimeAndStore, *, index_id: int = INDEX_ID, name: str = "team-index", size: str = "small"
 ) -> IndexSpec:
     placement = driver.reserve(index_id=index_id, name=name, previous=None)
     return build_index_spec(index_id=index_id, name=name, team="data-platform", size=size, placement=placement)
@@ -152,8 +154,8 @@ def group_definition(emulator: AzureEmulator, spec: IndexSpec) -> dict:
 
 
 @pytest.fixture
-def driver(azure_emulator) -> AzureDriver:
-    return AzureDriver()
+def driver(azure_emulator) -> RuntimeAndStore:
+    return driver_of(AzureDriver())
 
 
 @pytest.fixture
@@ -200,10 +202,10 @@ def azure_emulator_running(
     settings.AZURE_STARTUP_TIMEOUT_SECONDS = 60.0  # real processes: Caddy, the index server
     for name, value in emulator.environment().items():
         monkeypatch.setenv(name, value)
-    driver_base._driver_for.cache_clear()
+    driver_backend._backend_for.cache_clear()
     try:
         with fqdn_override(emulator.public_ports):
             yield emulator
     finally:
         emulator.stop()
-        driver_base._driver_for.cache_clear()
+        driver_backend._backend_for.cache_clear()

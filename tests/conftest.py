@@ -16,7 +16,7 @@ from django.test import Client
 from rq import SimpleWorker
 
 from portal.permissions import ADMIN_GROUP
-from provisioning.drivers import base as driver_base
+from provisioning.drivers import backend as driver_backend
 from provisioning.drivers import local_processes
 from provisioning.models import Membership, PrivateIndex, Team
 
@@ -60,14 +60,14 @@ def _local_driver_in_tmp(settings, tmp_path: Path) -> Iterator[Path]:
     """Each test gets its own index folder; any process a test left running is stopped by PID."""
     data_dir = tmp_path / "indexes"
     settings.LOCAL_DRIVER_DATA_DIR = data_dir
-    driver_base._driver_for.cache_clear()
+    driver_backend._backend_for.cache_clear()
     yield data_dir
     for pidfile in data_dir.glob("*/run/*.pid"):
         with contextlib.suppress(ValueError, OSError, ProcessLookupError):
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)
     # Also those no pid file records (started by a worker a test killed): found by command line.
     local_processes.stop([p.pid for p in local_processes.processes_under(data_dir)], grace=0)
-    driver_base._driver_for.cache_clear()
+    driver_backend._backend_for.cache_clear()
 
 
 CHROMIUM = "/usr/bin/chromium"

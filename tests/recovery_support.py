@@ -132,8 +132,7 @@ def start_survivors(env: dict[str, str], log_dir: Path, workers: int = 2) -> lis
 
 def process_sets(index: PrivateIndex) -> tuple[int, int]:
     """(processes of the index running now, processes one set has)."""
-    driver = LocalDriver()
-    folder = driver.index_dir(index.pk, index.name)
+    folder = LocalDriver().runtime.index_dir(index.pk, index.name)
     return len(local_processes.processes_under(folder)), len(_containers(index))
 
 

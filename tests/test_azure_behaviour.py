@@ -15,7 +15,8 @@ from devtools.azure_emulator.state import new_key
 from provisioning import checks, services
 from provisioning.azure_settings import azure_setting_problems
 from provisioning.cost import size_resources
-from provisioning.drivers.azure import dns_label
+from provisioning.drivers.azure_runtime import dns_label
+from provisioning.drivers.backend import get_runtime
 from provisioning.drivers.base import DriverError
 from provisioning.models import PrivateIndex
 from tests.azure_fixtures import group_definition, index_spec_for, pinned, run_steps
@@ -267,7 +268,7 @@ def test_a_ready_index_gone_bad_shows_the_crash_loop_and_its_log_on_the_dashboar
     azure_emulator.arm.crash_loop(index.deployment["resources"]["container_group"], "caddy", "panic: certmagic")
     spec = services.index_spec(index)
     for _ in range(3):  # the restarts pile up
-        services.get_driver().status(spec)
+        get_runtime().status(spec)
 
     check = checks.index_check(index=index)
 

@@ -11,7 +11,9 @@ import time
 import pytest
 
 from devtools.azure_emulator.state import new_key
-from provisioning.drivers.azure import TEMP_PREFIX, AzureDriver, dns_label, storage_account_name
+from provisioning.drivers.azure import AzureDriver
+from provisioning.drivers.azure_runtime import dns_label, storage_account_name
+from provisioning.drivers.azure_store import TEMP_PREFIX
 from provisioning.drivers.base import DriverError
 from provisioning.spec import (
     MANIFEST_PATH,
@@ -26,6 +28,7 @@ from tests.azure_fixtures import INDEX_ID
 from tests.azure_fixtures import group_definition as _group_definition
 from tests.azure_fixtures import index_spec_for as _spec
 from tests.azure_fixtures import run_steps as _run
+from tests.driver_support import driver_of
 
 
 def _index_resources(emulator, spec: IndexSpec) -> list[str]:
@@ -52,7 +55,7 @@ def _index_resources(emulator, spec: IndexSpec) -> list[str]:
 )
 def test_reserve_derives_valid_azure_names_from_any_index_name(azure_emulator, settings, name):
     settings.AZURE_SUBSCRIPTION_ID = "sub"
-    placement = AzureDriver().reserve(index_id=123456, name=name, previous=None)
+    placement = AzureDriver().runtime.reserve(index_id=123456, name=name, previous=None)
     resources = placement.resources
 
     assert re.fullmatch(r"[a-z0-9]{3,24}", resources["storage_account"])
@@ -197,7 +200,7 @@ def test_teardown_twice_is_fine_and_leaves_nothing(azure_emulator, driver, provi
 
 def test_per_index_resource_groups_are_created_and_deleted_with_the_index(azure_emulator, settings):
     settings.AZURE_RESOURCE_GROUP_POLICY = "per-index"
-    driver = AzureDriver()
+    driver = driver_of(AzureDriver())
     spec = _spec(driver)
 
     _run(driver.deploy_steps(spec))
@@ -318,7 +321,7 @@ def _group_puts(emulator) -> list:
 
 def test_an_answer_slower_than_the_timeout_is_retried_without_duplicating(azure_emulator, settings, spec):
     settings.AZURE_READ_TIMEOUT_SECONDS = 1.0
-    driver = AzureDriver()
+    driver = driver_of(AzureDriver())
     azure_emulator.inject("PUT", "/containerGroups/[^/]+$", delay=1.5, times=1)
 
     _run(driver.deploy_steps(spec))
@@ -333,7 +336,7 @@ def test_an_answer_slower_than_the_timeout_is_retried_without_duplicating(azure_
 
 def test_a_restart_slower_than_the_timeout_fails_cleanly_and_can_be_retried(azure_emulator, settings, provisioned):
     settings.AZURE_READ_TIMEOUT_SECONDS = 1.0
-    driver = AzureDriver()
+    driver = driver_of(AzureDriver())
     azure_emulator.inject("POST", "/restart$", delay=1.5, times=1)
 
     with pytest.raises(DriverError) as error:
@@ -406,7 +409,7 @@ def test_a_missing_subscription_setting_is_a_permanent_driver_error(azure_emulat
     settings.AZURE_SUBSCRIPTION_ID = ""
 
     with pytest.raises(DriverError, match="AZURE_SUBSCRIPTION_ID") as error:
-        AzureDriver().status(spec)
+        AzureDriver().runtime.status(spec)
 
     assert error.value.permanent
 
@@ -415,7 +418,7 @@ def test_a_wrong_service_principal_secret_fails_permanently_with_the_entra_messa
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-the-secret")
 
     with pytest.raises(DriverError) as error:
-        _run(AzureDriver().deploy_steps(spec))
+        _run(AzureDriver().runtime.deploy_steps(spec))
 
     assert error.value.permanent
     assert "AADSTS7000215" in error.value.message
@@ -424,7 +427,7 @@ def test_a_wrong_service_principal_secret_fails_permanently_with_the_entra_messa
 def test_a_long_running_operation_that_never_ends_times_out_transiently(azure_emulator, settings, spec):
     settings.AZURE_LRO_TIMEOUT_SECONDS = 0.3
     settings.AZURE_POLLING_INTERVAL_SECONDS = 0.02
-    driver = AzureDriver()
+    driver = driver_of(AzureDriver())
     azure_emulator.configure(storage_polls=10**9)
 
     with pytest.raises(DriverError, match=r"did not finish within 0\.3 s") as error:

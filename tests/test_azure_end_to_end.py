@@ -20,12 +20,13 @@ from devtools.pebble import Pebble
 from packages_ui.models import PackageFile
 from provisioning import services
 from provisioning.certs import inspect_certificate
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_store
 from provisioning.drivers.local_processes import alive
 from provisioning.models import CertificateStatus, PrivateIndex
 from provisioning.spec import SHARE_CERTS
 from tests.builders import build_wheel
 from tests.clients import clean_env, twine_upload
+from tests.driver_support import get_driver
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +45,7 @@ def publish_package(index: PrivateIndex, wheel: Path, actor, run_jobs) -> Packag
 def _certificate_files(index: PrivateIndex) -> list[str]:
     spec = services.index_spec(index)
     host = spec.hostname
-    files = get_driver().list_files(spec, SHARE_CERTS, "caddy/certificates/")
+    files = get_store().list_files(spec, SHARE_CERTS, "caddy/certificates/")
     return [f.path for f in files if f.path.endswith(f"/{host}/{host}.crt")]
 
 

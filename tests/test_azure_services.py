@@ -87,7 +87,7 @@ def test_a_failed_deployment_shows_the_step_and_azures_error_and_retry_resumes_t
 
 
 def test_a_taken_storage_account_name_fails_the_index_with_the_azure_message(azure_emulator, azure_index, settings):
-    from provisioning.drivers.azure import storage_account_name
+    from provisioning.drivers.azure_runtime import storage_account_name
 
     taken = storage_account_name(azure_index.pk, azure_index.name)
     azure_emulator.configure(taken_storage_names={taken})

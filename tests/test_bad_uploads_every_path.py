@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from packages_ui.models import PackageFile
 from portal.models import AuditEvent
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_store
 from provisioning.models import PrivateIndex
 from provisioning.services import credential_create, index_spec
 from provisioning.spec import SHARE_PACKAGES, Placement
@@ -64,7 +64,7 @@ def test_a_bad_file_is_refused_with_its_reason_and_leaves_nothing_behind(
 
     assert status == 400
     assert bad.message in text
-    share = get_driver().share_dir(index_spec(shelf_index), SHARE_PACKAGES)
+    share = get_store().share_dir(index_spec(shelf_index), SHARE_PACKAGES)
     assert not share.exists() or list(share.rglob("*")) == []
     assert not PackageFile.objects.exists()
     assert AuditEvent.objects.exclude(action="credential.created").count() == events_before

@@ -8,7 +8,7 @@ from django.urls import reverse
 from rq.cron import CronScheduler
 
 from provisioning import checks
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_runtime, get_store
 from provisioning.models import CertificateCheck, CertificateStatus, IndexHealth, PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_PACKAGES
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def test_a_local_index_presents_a_valid_certificate_from_caddys_internal_ca(ready_index, portal_admin_client):
     spec = index_spec(ready_index)
     data = b"x" * 1234
-    get_driver().write_file(spec, SHARE_PACKAGES, "demo-1.0-py3-none-any.whl", io.BytesIO(data), size=len(data))
+    get_store().write_file(spec, SHARE_PACKAGES, "demo-1.0-py3-none-any.whl", io.BytesIO(data), size=len(data))
 
     check = checks.index_check(index=ready_index)
 
@@ -47,7 +47,7 @@ def test_a_local_index_presents_a_valid_certificate_from_caddys_internal_ca(read
 
 @pytest.mark.e2e
 def test_a_stopped_local_index_is_unreachable_with_its_containers_reported(ready_index):
-    get_driver().halt(index_spec(ready_index))
+    get_runtime().halt(index_spec(ready_index))
     check = checks.index_check(index=ready_index)
     assert check.status == "unreachable"
     assert "refused" in check.reason
@@ -121,7 +121,7 @@ def test_certificates_count_as_persisted_only_in_the_index_hosts_own_folder(team
     from django.utils import timezone
 
     from provisioning.certs import CertificateResult
-    from provisioning.drivers.base import IndexStatus
+    from provisioning.drivers.runtime import IndexStatus
     from provisioning.spec import Placement
 
     placement = Placement(hostname="localhost", https_port=1, http_port=2, server_port=3, tls="internal")

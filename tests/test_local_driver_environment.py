@@ -37,7 +37,7 @@ def test_index_processes_get_only_allow_listed_variables_and_their_container_env
     services.index_provision_perform(index.pk)
     index.refresh_from_db()
     assert index.state == "ready", index.error
-    driver = LocalDriver()
+    driver = LocalDriver().runtime
     try:
         spec = services.index_spec(index)
         seen = {}

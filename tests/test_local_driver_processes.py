@@ -15,7 +15,7 @@ from django.core.management import call_command
 
 from provisioning import services
 from provisioning.drivers import local_processes
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_runtime
 from provisioning.models import PrivateIndex
 from provisioning.system_checks import local_port_range_check
 from tests.recovery_support import wait_for_files
@@ -32,11 +32,11 @@ def _orphan(folder: Path) -> subprocess.Popen:
 
 
 def _index_pids(index: PrivateIndex) -> list[int]:
-    return [p.pid for p in local_processes.processes_under(get_driver().index_dir(index.pk, index.name))]
+    return [p.pid for p in local_processes.processes_under(get_runtime().index_dir(index.pk, index.name))]
 
 
 def test_processes_whose_pid_files_are_gone_are_still_found_and_not_started_twice(ready_index):
-    driver, spec = get_driver(), services.index_spec(ready_index)
+    driver, spec = get_runtime(), services.index_spec(ready_index)
     before = sorted(_index_pids(ready_index))
     for pidfile in (driver.index_dir(spec.index_id, spec.name) / "run").glob("*.pid"):
         pidfile.unlink()
@@ -84,7 +84,7 @@ def test_a_retry_stops_an_older_copy_that_does_not_hold_its_port(team, lead, set
     services.index_provision_perform(index.pk)
     index.refresh_from_db()
     assert index.state == "ready", index.error
-    driver, spec = get_driver(), services.index_spec(index)
+    driver, spec = get_runtime(), services.index_spec(index)
     caddy = next(c for c in spec.containers if c.ports)
     local_processes.stop(driver._container_pids(spec, caddy))
 
@@ -105,7 +105,7 @@ def test_a_retry_stops_an_older_copy_that_does_not_hold_its_port(team, lead, set
 
 
 def test_teardown_and_stop_local_indexes_stop_processes_nobody_recorded(ready_index, lead, _local_driver_in_tmp):
-    folder = get_driver().index_dir(ready_index.pk, ready_index.name)
+    folder = get_runtime().index_dir(ready_index.pk, ready_index.name)
     orphan = _orphan(folder)
     deleted_index_orphan = _orphan(_local_driver_in_tmp / "99-long-gone")
     try:
@@ -125,7 +125,7 @@ def test_teardown_and_stop_local_indexes_stop_processes_nobody_recorded(ready_in
 
 def test_a_port_held_by_another_process_fails_the_step_naming_that_process(team, lead, settings):
     index = PrivateIndex.objects.create(name="port-taken", team=team, requested_by=lead)
-    placement = get_driver().reserve(index_id=index.pk, name=index.name, previous=None)
+    placement = get_runtime().reserve(index_id=index.pk, name=index.name, previous=None)
     index.deployment = placement.as_dict()
     index.save()
     with socket.socket() as squatter:

@@ -23,7 +23,7 @@ from django.core.management import call_command
 
 from packages_ui import services
 from packages_ui.models import PackageFile
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_runtime, get_store
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_PACKAGES
@@ -68,7 +68,7 @@ class Published:
     @property
     def log_path(self) -> Path:
         # The local driver writes each process's output under the index's folder.
-        return get_driver().index_dir(self.index.pk, self.index.name) / "logs" / "pypiserver.log"
+        return get_runtime().index_dir(self.index.pk, self.index.name) / "logs" / "pypiserver.log"
 
     def log_mark(self) -> int:
         return self.log_path.stat().st_size
@@ -256,9 +256,9 @@ def test_the_yank_command_yanks_and_un_yanks_what_pip_sees(published, run_jobs, 
 def test_backfill_gives_wheels_without_metadata_files_their_metadata_and_pip_resolves_without_wheels_again(
     published, run_jobs, django_capture_on_commit_callbacks
 ):
-    index, driver = published.index, get_driver()
+    index, store = published.index, get_store()
     for package in PackageFile.objects.filter(index=index):
-        driver.delete_file(index_spec(index), SHARE_PACKAGES, services.metadata_path(package.filename))
+        store.delete_file(index_spec(index), SHARE_PACKAGES, services.metadata_path(package.filename))
     PackageFile.objects.filter(index=index).update(metadata_sha256="", requires_python="")
     services.refresh_manifest(index)
     published.wait_until_served("modern-lib", "modern_lib-1.0-py3-none-any.whl", "core-metadata", False)

@@ -10,7 +10,9 @@ import pytest
 from packages_ui import services as package_services
 from portal.models import AuditEvent
 from provisioning import operations, services
-from provisioning.drivers.base import DeployStep, DriverError, get_driver
+from provisioning.drivers.backend import get_runtime, get_store
+from provisioning.drivers.base import DriverError
+from provisioning.drivers.runtime import DeployStep
 from provisioning.models import PrivateIndex, ProvisioningStep
 from provisioning.spec import Placement
 
@@ -111,7 +113,7 @@ def test_a_restart_goes_through_the_runner_retrying_a_transient_error_and_ends_r
 ):
     settings.STEP_RETRY_ATTEMPTS = 3
     flaky = Flaky(DriverError("Caddy is not up yet"))
-    monkeypatch.setattr(type(get_driver()), "restart", lambda self, spec: flaky())
+    monkeypatch.setattr(type(get_runtime()), "restart", lambda self, spec: flaky())
     services.index_restart(index=placed_index, actor=lead)
 
     services.index_restart_perform(placed_index.pk)
@@ -127,8 +129,8 @@ def test_a_restart_failing_permanently_fails_the_index_at_once_halts_it_and_audi
     settings.STEP_RETRY_ATTEMPTS = 3
     flaky = Flaky(DriverError("Quota exceeded for container groups.", permanent=True))
     halted: list[int] = []
-    monkeypatch.setattr(type(get_driver()), "restart", lambda self, spec: flaky())
-    monkeypatch.setattr(type(get_driver()), "halt", lambda self, spec: halted.append(spec.index_id))
+    monkeypatch.setattr(type(get_runtime()), "restart", lambda self, spec: flaky())
+    monkeypatch.setattr(type(get_runtime()), "halt", lambda self, spec: halted.append(spec.index_id))
     services.index_restart(index=placed_index, actor=lead)
 
     services.index_restart_perform(placed_index.pk)
@@ -154,7 +156,7 @@ def test_a_refresh_retries_a_transient_manifest_write_under_the_index_lock_and_t
         flaky()
         return True
 
-    monkeypatch.setattr(type(get_driver()), "write_if_changed", write_if_changed)
+    monkeypatch.setattr(type(get_store()), "write_if_changed", write_if_changed)
     django_rq.get_connection("packages").set(package_services._pending_key(placed_index.pk), "1")
 
     package_services.packages_refresh_perform(placed_index.pk)

@@ -20,7 +20,7 @@ from packages_ui.models import PackageFile
 from packages_ui.receiving import ReceivedFile
 from packages_ui.validation import file_sha256
 from portal.models import AuditEvent
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_store
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_PACKAGES, Placement
@@ -150,7 +150,7 @@ def test_yank_command_fails_with_one_line_for_an_unknown_index_project_or_versio
 
 def forget_metadata(index: PrivateIndex, package: PackageFile) -> None:
     """As a file uploaded before metadata files existed: no metadata file, nothing recorded."""
-    get_driver().delete_file(index_spec(index), SHARE_PACKAGES, services.metadata_path(package.filename))
+    get_store().delete_file(index_spec(index), SHARE_PACKAGES, services.metadata_path(package.filename))
     PackageFile.objects.filter(pk=package.pk).update(metadata_sha256="", requires_python="")
 
 
@@ -167,7 +167,7 @@ def test_backfill_writes_missing_metadata_files_records_their_hash_and_is_idempo
     assert json.loads(out.getvalue()) == [{"index": "shelf", "written": 1, "failed": {}, "files": [old.filename]}]
     assert json.loads(second.getvalue()) == []
     old.refresh_from_db()
-    data = b"".join(get_driver().read_file(index_spec(shelf), SHARE_PACKAGES, services.metadata_path(old.filename)))
+    data = b"".join(get_store().read_file(index_spec(shelf), SHARE_PACKAGES, services.metadata_path(old.filename)))
     assert old.metadata_sha256 == hashlib.sha256(data).hexdigest() and b"Name: old" in data
     assert old.requires_python == ">=3.9"
     assert PackageFile.objects.get(pk=recent.pk).metadata_sha256  # untouched
@@ -178,7 +178,7 @@ def test_backfill_leaves_a_wheel_whose_bytes_changed_on_the_share_and_says_so(sh
     package = store(shelf, build_wheel(tmp_path, "swapped", "1.0"), lead)
     forget_metadata(shelf, package)
     other = build_wheel(tmp_path / "other", "swapped", "1.0", extra_files={"swapped/x.py": b"evil = 1\n"})
-    (get_driver().share_dir(index_spec(shelf), SHARE_PACKAGES) / package.filename).write_bytes(other.read_bytes())
+    (get_store().share_dir(index_spec(shelf), SHARE_PACKAGES) / package.filename).write_bytes(other.read_bytes())
 
     with pytest.raises(CommandError, match="1 wheel"):
         call_command("backfill_metadata", "shelf", stdout=StringIO(), stderr=StringIO())

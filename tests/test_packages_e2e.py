@@ -20,9 +20,10 @@ import requests
 
 from packages_ui.models import PackageFile
 from portal.models import AuditEvent
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_runtime
 from provisioning.services import index_spec
 from tests.builders import build_wheel
+from tests.driver_support import get_driver
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +43,7 @@ def child_env() -> dict[str, str]:
 @pytest.fixture
 def ca_file(ready_index, tmp_path: Path) -> Path:
     path = tmp_path / "index-ca.pem"
-    path.write_text(get_driver().ca_certificate_pem(index_spec(ready_index)))
+    path.write_text(get_runtime().ca_certificate_pem(index_spec(ready_index)))
     return path
 
 
@@ -71,7 +72,7 @@ def twine_upload(index, username: str, password: str, ca_file: Path, wheel: Path
 
 
 def index_pids(index) -> list[str]:
-    return sorted(p.read_text() for p in Path(get_driver()._dir(index_spec(index))).glob("run/*.pid"))
+    return sorted(p.read_text() for p in Path(get_runtime()._dir(index_spec(index))).glob("run/*.pid"))
 
 
 def index_session(ca_file: Path) -> requests.Session:

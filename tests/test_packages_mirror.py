@@ -11,10 +11,11 @@ import pytest
 from packages_ui import services
 from packages_ui.models import MirrorRun, PackageFile
 from portal.models import AuditEvent
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_store
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import SHARE_PACKAGES, Placement
+from tests.driver_support import get_driver
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def test_mirror_downloads_a_pure_python_package_and_stores_it(shelf_index, publi
     assert [r["outcome"] for r in run.results] == ["stored"]
     row = PackageFile.objects.get()
     assert (row.filename, row.source, row.uploaded_by) == ("six-1.16.0-py2.py3-none-any.whl", "mirror", publisher)
-    files = [f.path for f in get_driver().list_files(index_spec(shelf_index), SHARE_PACKAGES)]
+    files = [f.path for f in get_store().list_files(index_spec(shelf_index), SHARE_PACKAGES)]
     # The wheel, and its METADATA as a PEP 658 file: a real PyPI wheel passes the same checks.
     assert files == ["metadata/six-1.16.0-py2.py3-none-any.whl.metadata", "six-1.16.0-py2.py3-none-any.whl"]
     assert row.metadata_sha256 and row.requires_python == ">=2.7, !=3.0.*, !=3.1.*, !=3.2.*"

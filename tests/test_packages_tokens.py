@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_store
 from provisioning.index_server import verify_token
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
@@ -26,7 +26,7 @@ def shelf_index(team, lead) -> PrivateIndex:
 
 def tokens_on_share(index: PrivateIndex) -> dict[str, str]:
     """username → hash, as the index server reads them."""
-    return json.loads(b"".join(get_driver().read_file(index_spec(index), SHARE_CONFIG, TOKENS_PATH)))["tokens"]
+    return json.loads(b"".join(get_store().read_file(index_spec(index), SHARE_CONFIG, TOKENS_PATH)))["tokens"]
 
 
 def test_member_creates_a_read_token_and_sees_the_password_once_with_snippets(shelf_index, member_client) -> None:

@@ -23,7 +23,8 @@ from django.test.utils import override_settings
 from packages_ui import services
 from packages_ui.models import PackageFile
 from portal.models import AuditEvent
-from provisioning.drivers.base import DriverError, get_driver
+from provisioning.drivers.backend import get_runtime, get_store
+from provisioning.drivers.base import DriverError
 from provisioning.models import PrivateIndex
 from provisioning.services import index_spec
 from provisioning.spec import MANIFEST_PATH, SHARE_CONFIG, SHARE_PACKAGES, Placement
@@ -38,11 +39,11 @@ def shelf_index(request, team, lead) -> PrivateIndex:
     index = PrivateIndex.objects.create(name="shelf", team=team, requested_by=lead, state="ready")
     if request.param == "azure":
         request.getfixturevalue("azure_emulator")
-        driver = get_driver()
-        placement = driver.reserve(index_id=index.pk, name=index.name, previous=None)
+        runtime = get_runtime()
+        placement = runtime.reserve(index_id=index.pk, name=index.name, previous=None)
         index.deployment = placement.as_dict()
         index.save()
-        for step in driver.deploy_steps(index_spec(index)):
+        for step in runtime.deploy_steps(index_spec(index)):
             step.run()
     else:
         index.deployment = Placement(
@@ -54,20 +55,20 @@ def shelf_index(request, team, lead) -> PrivateIndex:
 
 def share_files(index: PrivateIndex) -> list[str]:
     """The distributions on the package share (metadata files live below metadata/)."""
-    return [f.path for f in get_driver().list_files(index_spec(index), SHARE_PACKAGES) if "/" not in f.path]
+    return [f.path for f in get_store().list_files(index_spec(index), SHARE_PACKAGES) if "/" not in f.path]
 
 
 def share_raw_entries(index: PrivateIndex) -> list[str]:
     """Everything on the package share, temporary upload files included (list_files hides them)."""
-    driver, spec = get_driver(), index_spec(index)
-    if driver.name == "local":
-        folder = driver.share_dir(spec, SHARE_PACKAGES)
+    store, spec = get_store(), index_spec(index)
+    if store.name == "local":
+        folder = store.share_dir(spec, SHARE_PACKAGES)
         return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-    return sorted(e["name"] for e in driver._share(spec, SHARE_PACKAGES).list_directories_and_files())
+    return sorted(e["name"] for e in store._share(spec, SHARE_PACKAGES).list_directories_and_files())
 
 
 def share_bytes(index: PrivateIndex, filename: str) -> bytes:
-    return b"".join(get_driver().read_file(index_spec(index), SHARE_PACKAGES, filename))
+    return b"".join(get_store().read_file(index_spec(index), SHARE_PACKAGES, filename))
 
 
 def upload(client: Client, index: PrivateIndex, data: bytes, filename: str, **extra):
@@ -332,7 +333,7 @@ def test_an_upload_during_a_running_refresh_queues_the_next_one(
 
 
 def manifest_files(index: PrivateIndex) -> list[str]:
-    manifest = b"".join(get_driver().read_file(index_spec(index), SHARE_CONFIG, MANIFEST_PATH))
+    manifest = b"".join(get_store().read_file(index_spec(index), SHARE_CONFIG, MANIFEST_PATH))
     return [f["filename"] for f in json.loads(manifest)["files"]]
 
 
@@ -346,7 +347,7 @@ def test_the_refresh_writes_the_manifest_the_index_serves_from_the_records(
 
     services.packages_refresh_perform(shelf_index.pk)
 
-    manifest = json.loads(b"".join(get_driver().read_file(index_spec(shelf_index), SHARE_CONFIG, MANIFEST_PATH)))
+    manifest = json.loads(b"".join(get_store().read_file(index_spec(shelf_index), SHARE_CONFIG, MANIFEST_PATH)))
     row = PackageFile.objects.get()
     assert manifest["upload_url"] == shelf_index.upload_url
     assert manifest["files"] == [{
@@ -381,7 +382,7 @@ def test_only_an_admin_deletes_and_the_file_leaves_the_manifest_before_the_share
 def put_on_share(index: PrivateIndex, path: Path, name: str | None = None) -> None:
     """What someone with the storage key could do behind the portal's back."""
     with open(path, "rb") as handle:
-        get_driver().write_file(index_spec(index), SHARE_PACKAGES, name or path.name, handle, size=path.stat().st_size)
+        get_store().write_file(index_spec(index), SHARE_PACKAGES, name or path.name, handle, size=path.stat().st_size)
 
 
 def test_the_integrity_check_flags_foreign_swapped_and_missing_files_and_serves_none_of_them(
@@ -396,7 +397,7 @@ def test_the_integrity_check_flags_foreign_swapped_and_missing_files_and_serves_
     (tmp_path / "swap").mkdir()
     (tmp_path / "swap" / swapped.name).write_bytes(bytes(same_size))
     put_on_share(shelf_index, tmp_path / "swap" / swapped.name)
-    get_driver().delete_file(index_spec(shelf_index), SHARE_PACKAGES, gone.name)
+    get_store().delete_file(index_spec(shelf_index), SHARE_PACKAGES, gone.name)
     foreign = build_wheel(tmp_path / "foreign", "foreign", "6.6")
     put_on_share(shelf_index, foreign)
 
@@ -482,12 +483,12 @@ def test_resync_reports_a_share_it_cannot_read_instead_of_failing(
 ) -> None:
     found = build_wheel(tmp_path, "found", "2.0")
     with open(found, "rb") as handle:
-        get_driver().write_file(index_spec(shelf_index), SHARE_PACKAGES, found.name, handle, size=found.stat().st_size)
+        get_store().write_file(index_spec(shelf_index), SHARE_PACKAGES, found.name, handle, size=found.stat().st_size)
 
     def unreadable(self, spec, share, path):
         raise DriverError("the share is offline")
 
-    monkeypatch.setattr(type(get_driver()), "read_file", unreadable)
+    monkeypatch.setattr(type(get_store()), "read_file", unreadable)
     response = portal_admin_client.post(f"/indexes/{shelf_index.pk}/packages/resync/", follow=True)
 
     assert response.status_code == 200
@@ -518,7 +519,7 @@ def test_a_failed_refresh_keeps_the_index_ready_and_serving_what_it_served(shelf
     def share_offline(self, *args, **kwargs):
         raise DriverError("the config share is offline")
 
-    monkeypatch.setattr(type(get_driver()), "write_if_changed", share_offline)
+    monkeypatch.setattr(type(get_store()), "write_if_changed", share_offline)
     django_rq.get_connection("packages").set(services._pending_key(shelf_index.pk), "1")
 
     with pytest.raises(DriverError):
@@ -555,7 +556,7 @@ def test_a_package_share_that_cannot_be_written_gives_a_per_file_message_not_a_5
         hostname="localhost", https_port=1, http_port=2, server_port=3, tls="internal"
     ).as_dict()
     index.save()
-    folder = get_driver().share_dir(index_spec(index), SHARE_PACKAGES)
+    folder = get_store().share_dir(index_spec(index), SHARE_PACKAGES)
     folder.mkdir(parents=True)
     wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
 

@@ -24,7 +24,7 @@ from twine.package import PackageFile as TwinePackageFile
 from packages_ui.models import PackageFile
 from packages_ui.upload_api import reason_phrase
 from portal.models import AuditEvent
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_runtime, get_store
 from provisioning.services import credential_create, index_spec
 from provisioning.spec import SHARE_PACKAGES
 from tests.builders import build_wheel, build_zip_bomb
@@ -68,7 +68,7 @@ def twine_upload(url: str, token: tuple[str, str], *files: Path, options: tuple[
 
 def on_share(index) -> list[str]:
     """The distributions on the package share (their PEP 658 metadata files live below metadata/)."""
-    return [f.path for f in get_driver().list_files(index_spec(index), SHARE_PACKAGES) if "/" not in f.path]
+    return [f.path for f in get_store().list_files(index_spec(index), SHARE_PACKAGES) if "/" not in f.path]
 
 
 def wait_until_live(run_jobs, timeout: float = 60) -> None:
@@ -102,7 +102,7 @@ def test_twine_publishes_through_the_portal_and_pip_installs_the_file_over_https
     assert package.state == PackageFile.State.LIVE
 
     ca = tmp_path / "ca.pem"
-    ca.write_text(get_driver().ca_certificate_pem(index_spec(ready_index)))
+    ca.write_text(get_runtime().ca_certificate_pem(index_spec(ready_index)))
     parts = urlsplit(ready_index.url)
     netloc = f"{quote(read_token[0])}:{quote(read_token[1])}@{parts.netloc}"
     python = fresh_venv(tmp_path / "venv")

@@ -13,8 +13,9 @@ from rq.job import Job, JobStatus
 
 from portal.queueing import HEARTBEAT_MISSED_AFTER_SECONDS, queue_now
 from provisioning import operations, services
-from provisioning.drivers.base import get_driver
+from provisioning.drivers.backend import get_runtime
 from provisioning.models import PrivateIndex
+from tests.driver_support import get_driver
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +113,7 @@ def test_a_server_that_cannot_start_fails_at_its_step_and_leaves_nothing_running
     # Caddy's https port is taken by someone else once the ports are reserved.
     with django_capture_on_commit_callbacks(execute=True):
         index = _request(lead, team)
-    placement = get_driver().reserve(index_id=index.pk, name=index.name, previous=None)
+    placement = get_runtime().reserve(index_id=index.pk, name=index.name, previous=None)
     PrivateIndex.objects.filter(pk=index.pk).update(deployment=placement.as_dict())
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", placement.https_port))
@@ -124,7 +125,7 @@ def test_a_server_that_cannot_start_fails_at_its_step_and_leaves_nothing_running
         assert index.state == "failed"
         assert index.failed_step in {"caddy", "health"}
         assert index.error
-        status = get_driver().status(services.index_spec(index))
+        status = get_runtime().status(services.index_spec(index))
         assert all(c.state != "running" for c in status.containers), status
     finally:
         squatter.close()
@@ -152,7 +153,7 @@ def test_missing_binaries_fail_the_index_with_a_readable_reason(
 def test_restart_and_teardown_run_as_jobs_and_teardown_leaves_nothing(
     ready_index, lead, run_jobs, django_capture_on_commit_callbacks, _local_driver_in_tmp
 ):
-    driver = get_driver()
+    driver = get_runtime()
     spec = services.index_spec(ready_index)
     with django_capture_on_commit_callbacks(execute=True):
         services.index_restart(index=ready_index, actor=lead)
@@ -169,7 +170,7 @@ def test_restart_and_teardown_run_as_jobs_and_teardown_leaves_nothing(
 
 
 def test_reconcile_brings_back_a_ready_index_whose_processes_died(ready_index):
-    driver = get_driver()
+    driver = get_runtime()
     spec = services.index_spec(ready_index)
     driver.halt(spec)
     assert driver.status(spec).state == "stopped"
@@ -200,7 +201,7 @@ def test_a_second_job_for_the_same_index_is_not_queued_while_one_waits(lead, tea
 def test_a_revival_or_a_death_reaches_the_dashboard_at_the_next_reconcile_not_the_next_fleet_check(
     ready_index, run_jobs, django_capture_on_commit_callbacks
 ):
-    driver, spec = get_driver(), services.index_spec(ready_index)
+    driver, spec = get_runtime(), services.index_spec(ready_index)
     driver.halt(spec)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.index_reconcile()["revived"] == 1
