@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Collection
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -141,6 +142,11 @@ DELETABLE_STATES = frozenset({S.READY, S.FAILED})
 RETRYABLE_STATES = frozenset({S.FAILED})
 
 
+def _state_in(states: Collection[str], doc: str = "") -> property:
+    """A property that is true while the index is in one of `states`."""
+    return property(lambda index: index.state in states, doc=doc)
+
+
 class InvalidTransition(Exception):
     pass
 
@@ -232,56 +238,23 @@ class PrivateIndex(models.Model):
             setattr(self, key, value)
         self.save(update_fields=["state", "updated_at", *fields])
 
-    @property
-    def is_active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def is_ready(self) -> bool:
-        return self.state == IndexState.READY
-
-    @property
-    def is_failed(self) -> bool:
-        return self.state == IndexState.FAILED
-
-    @property
-    def is_awaiting_approval(self) -> bool:
-        return self.state == IndexState.AWAITING_APPROVAL
-
-    @property
-    def is_denied(self) -> bool:
-        return self.state == IndexState.DENIED
-
-    @property
-    def is_deleted(self) -> bool:
-        return self.state == IndexState.DELETED
+    # What pages, services and commands ask of an index's state; each answer is one rule above.
+    is_active = _state_in(ACTIVE_STATES, "A job is (or should be) working on the index.")
+    is_ready = _state_in({S.READY})
+    is_failed = _state_in({S.FAILED})
+    is_awaiting_approval = _state_in({S.AWAITING_APPROVAL})
+    is_denied = _state_in({S.DENIED})
+    is_deleted = _state_in({S.DELETED})
+    is_gone = _state_in(GONE_STATES, "Torn down or denied: nothing runs, so nothing live is shown or checked.")
+    is_serving = _state_in(SERVING_STATES, "Uploads and mirror runs are accepted (a restart picks them up next).")
+    can_restart = _state_in(RESTARTABLE_STATES)
+    can_retry = _state_in(RETRYABLE_STATES)
+    can_delete = _state_in(DELETABLE_STATES)
 
     @property
     def is_checkable(self) -> bool:
         """Built and not torn down: its certificate, health and files can be checked and shown."""
         return bool(self.deployment) and self.state in CHECKED_STATES
-
-    @property
-    def is_gone(self) -> bool:
-        """Torn down or denied: nothing runs, so nothing live is shown or checked."""
-        return self.state in GONE_STATES
-
-    @property
-    def is_serving(self) -> bool:
-        """Uploads and mirror runs are accepted; a restart in progress picks them up next."""
-        return self.state in SERVING_STATES
-
-    @property
-    def can_restart(self) -> bool:
-        return self.state in RESTARTABLE_STATES
-
-    @property
-    def can_retry(self) -> bool:
-        return self.state in RETRYABLE_STATES
-
-    @property
-    def can_delete(self) -> bool:
-        return self.state in DELETABLE_STATES
 
     @property
     def retry_operation(self) -> str:
