@@ -322,6 +322,11 @@ class ProvisioningStep(models.Model):
         return f"{self.index} {self.operation}/{self.name}: {self.state}"
 
     @property
+    def is_retrying(self) -> bool:
+        """Running, with the note of a failed attempt: the runner waits to try it again."""
+        return self.state == self.State.RUNNING and bool(self.error)
+
+    @property
     def duration_seconds(self) -> float | None:
         if not self.started_at:
             return None

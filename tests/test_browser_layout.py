@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from packages_ui.models import PackageFile, UnrecordedFile
 from portal.audit import audit_record
-from provisioning.models import IndexState, PrivateIndex
+from provisioning.models import IndexState, PrivateIndex, ProvisioningStep
 from tests.dashboard_support import make_fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -178,3 +178,24 @@ def test_a_new_publish_token_with_its_snippets_fits_and_has_a_copy_button_per_bl
     blocks = page.locator(".snippet pre")
     assert blocks.count() >= 8
     assert page.locator(".snippet button.copy").count() == blocks.count()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_step_waiting_to_be_retried_says_so_and_fits(browse, team, lead, width):
+    index = PrivateIndex.objects.create(name="retrying", team=team, requested_by=lead, state=IndexState.PROVISIONING)
+    done, running = ProvisioningStep.State.DONE, ProvisioningStep.State.RUNNING
+    for position, (name, state, attempts, error) in enumerate([
+        ("shares", done, 1, ""),
+        ("container_group", running, 2, "Attempt 2 of 3 failed: Azure answered 503 ServerBusy "
+         "(the container group service is busy in westeurope); retrying in 4 s."),
+    ]):  # fmt: skip
+        ProvisioningStep.objects.create(
+            index=index, operation="provision", position=position, name=name, label=f"Create the {name}",
+            state=state, attempts=attempts, error=error, started_at=timezone.now(),
+        )  # fmt: skip
+
+    page, measured = browse(f"/indexes/{index.pk}/", width, "retrying")
+
+    assert page.locator(".step-retry").inner_text().startswith("Attempt 2 of 3 failed: Azure answered 503")
+    assert page.locator(".step-running .step-attempts").inner_text() == "(2 attempts)"
+    assert measured["scrollWidth"] <= measured["width"] and measured["outside"] == [], measured
