@@ -3,7 +3,7 @@ Their queues and timeouts: portal/job_table.py; they are enqueued by dotted path
 
 from __future__ import annotations
 
-from provisioning import operations, services
+from provisioning import services
 
 
 def provision_index(index_id: int) -> None:
@@ -19,4 +19,4 @@ def teardown_index(index_id: int) -> None:
 
 
 def reconcile_indexes() -> dict[str, int]:
-    return operations.index_reconcile()
+    return services.index_reconcile()

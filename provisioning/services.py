@@ -40,18 +40,20 @@ from provisioning.models import (
     validate_index_name,
 )
 from provisioning.operations import (
-    RESUMING_NOTICE,  # noqa: F401 - the runner's answers, asked of the services by pages and commands
     OperationSpec,
     Plan,
     StepFailed,
     driver_retrying,
-    has_live_job,  # noqa: F401
-    index_reconcile,  # noqa: F401
-    index_resume_notice,  # noqa: F401
     operation_enqueue,
     operation_run,
     operations_redis,
 )
+
+# The runner's answers about lost work, re-exported ("x as x"): pages, commands and jobs ask them
+# of the services, as they ask everything else.
+from provisioning.operations import has_live_job as has_live_job
+from provisioning.operations import index_reconcile as index_reconcile
+from provisioning.operations import index_resume_notice as index_resume_notice
 from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, Placement
 from provisioning.specs import index_spec
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from provisioning import services
 from provisioning.models import PrivateIndex
-from provisioning.services import RESUMING_NOTICE
+from provisioning.operations import RESUMING_NOTICE
 from tests.recovery_support import (
     PROVISION_STEPS,
     TEARDOWN_STEPS,
