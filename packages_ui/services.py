@@ -56,11 +56,10 @@ from portal.permissions import is_portal_admin
 from portal.queueing import job_enqueue, job_enqueue_now
 from provisioning.drivers.backend import get_runtime, get_store
 from provisioning.drivers.base import DriverError
-from provisioning.models import IndexCredential, PrivateIndex
+from provisioning.models import IndexCredential, PrivateIndex, index_spec
 from provisioning.operations import driver_retrying, index_lock
 from provisioning.services import portal_read_credential
 from provisioning.spec import MANIFEST_PATH, METADATA_DIR, SHARE_CONFIG, SHARE_PACKAGES
-from provisioning.specs import index_spec
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,8 @@ from provisioning.drivers.backend import get_runtime, get_store
 from provisioning.drivers.base import DriverError
 from provisioning.drivers.runtime import IndexRuntime, IndexStatus, RunState
 from provisioning.drivers.store import ShareFile, ShareStore
-from provisioning.models import CertificateCheck, IndexHealth, PrivateIndex
+from provisioning.models import CertificateCheck, IndexHealth, PrivateIndex, index_spec
 from provisioning.spec import SHARE_CERTS, SHARE_PACKAGES, IndexSpec
-from provisioning.specs import index_spec
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from collections.abc import Collection
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.permissions import is_portal_admin
+from provisioning.spec import IndexSpec, Placement, build_index_spec
 
 INDEX_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$")
 
@@ -290,6 +292,20 @@ class PrivateIndex(models.Model):
 
     def can_manage(self, user) -> bool:
         return self._has_role(user, Membership.Role.LEAD)
+
+
+def index_spec(index: PrivateIndex) -> IndexSpec:
+    """The IndexSpec of a recorded index, which every driver call about it starts from (the index
+    has a placement: reserved at the start of provisioning)."""
+    return build_index_spec(
+        index_id=index.pk,
+        name=index.name,
+        team=index.team.slug,
+        size=index.size,
+        # A copy: drivers record what the cloud decided in placement.resources (see _save_placement).
+        placement=Placement.from_dict(copy.deepcopy(index.deployment)),
+        upload_url=index.upload_url,
+    )
 
 
 class ProvisioningStep(models.Model):

@@ -45,9 +45,9 @@ from provisioning.models import (
     IndexState,
     PrivateIndex,
     ProvisioningStep,
+    index_spec,
 )
 from provisioning.pause import pause_point
-from provisioning.specs import index_spec
 
 logger = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from provisioning.models import (
     IndexState,
     PrivateIndex,
     Team,
+    index_spec,
     validate_entra_group_id,
     validate_index_name,
 )
@@ -55,14 +56,13 @@ from provisioning.operations import has_live_job as has_live_job
 from provisioning.operations import index_reconcile as index_reconcile
 from provisioning.operations import index_resume_notice as index_resume_notice
 from provisioning.spec import SHARE_CONFIG, TOKENS_PATH, Placement
-from provisioning.specs import index_spec
 
 logger = logging.getLogger(__name__)
 
 PORTAL_USERNAME = "portal-internal"
 
 
-# --- specs
+# --- what clients must trust
 
 
 def index_ca_pem(index: PrivateIndex) -> str | None:
