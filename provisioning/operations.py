@@ -119,6 +119,10 @@ def index_lock(index_id: int) -> Iterator[None]:
 
 
 # --- retries
+# Microsoft's guidance for cloud calls: retry transient faults (a busy or briefly unavailable
+# service, a timeout, throttling) after growing delays, and never retry what cannot succeed
+# (https://learn.microsoft.com/en-us/azure/well-architected/reliability/handle-transient-faults).
+# The drivers say which is which (DriverError.permanent; Azure: drivers/azure_clients.to_driver_error).
 
 
 def retry_delay(attempt: int) -> float:

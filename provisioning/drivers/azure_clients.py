@@ -123,7 +123,9 @@ def _fix_for(exc: HttpResponseError) -> str:
 
 def to_driver_error(exc: BaseException, doing: str) -> DriverError:
     """An SDK exception as a DriverError with Azure's message, flagged permanent when a retry
-    of the same call cannot succeed (bad names, quotas, missing rights, unregistered providers)."""
+    of the same call cannot succeed (bad names, quotas, missing rights, unregistered providers).
+    Throttling (429), 5xx answers and no answer at all are transient: Azure Resource Manager asks
+    callers to wait and retry (https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/request-limits-and-throttling)."""
     message = f"{doing}: {azure_message(exc)}"
     if isinstance(exc, CredentialUnavailableError):
         return DriverError(f"{doing}: no Azure credential is available ({azure_message(exc)})", permanent=True)
