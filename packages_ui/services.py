@@ -256,7 +256,17 @@ def package_delete(*, index: PrivateIndex, package: PackageFile, actor, request:
         audit_record(action="package.deleted", actor=actor, obj=index, request=request,
                      details={"filename": package.filename, "sha256": package.sha256})  # fmt: skip
     # Served no more before its bytes go: the manifest first, then the share.
-    refresh_manifest(index)
+    try:
+        refresh_manifest(index)
+    except DriverError as exc:
+        # The bytes stay, so the index never lists a file it cannot send. The queued refresh
+        # (retried by the runner) stops serving it; the integrity check then lists the bytes as
+        # unrecorded for removal.
+        refresh_request(index=index)
+        raise ValidationError(
+            f"{package.filename} is deleted from the records, but the index could not be updated yet "
+            f"({exc.message}). A refresh is queued to stop serving it."
+        ) from exc
     spec, store = index_spec(index), get_store()
     try:
         store.delete_file(spec, SHARE_PACKAGES, package.filename)

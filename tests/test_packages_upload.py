@@ -379,6 +379,28 @@ def test_only_an_admin_deletes_and_the_file_leaves_the_manifest_before_the_share
     assert AuditEvent.objects.filter(action="package.deleted").count() == 1
 
 
+def test_a_delete_while_the_share_is_down_says_so_keeps_the_bytes_and_queues_the_refresh(
+    shelf_index, publisher_client, portal_admin_client, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    wheel = build_wheel(tmp_path, "demo-pkg", "1.0")
+    upload(publisher_client, shelf_index, wheel.read_bytes(), wheel.name)
+    row = PackageFile.objects.get()
+
+    def share_offline(self, *args, **kwargs):
+        raise DriverError("the config share is offline")
+
+    with monkeypatch.context() as patched, django_capture_on_commit_callbacks(execute=True):
+        patched.setattr(type(get_store()), "write_if_changed", share_offline)
+        response = portal_admin_client.post(f"/indexes/{shelf_index.pk}/packages/files/{row.pk}/delete/", follow=True)
+
+    assert response.status_code == 200
+    assert "could not be updated yet (the config share is offline)" in response.content.decode()
+    row.refresh_from_db()
+    assert row.state == "deleted"
+    assert share_files(shelf_index) == [wheel.name]  # still listed by the old manifest, so still sent
+    assert services.refresh_is_pending(shelf_index)
+
+
 def put_on_share(index: PrivateIndex, path: Path, name: str | None = None) -> None:
     """What someone with the storage key could do behind the portal's back."""
     with open(path, "rb") as handle:
