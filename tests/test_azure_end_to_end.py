@@ -171,6 +171,11 @@ def test_an_index_whose_caddy_cannot_reach_the_acme_ca_fails_the_certificate_ste
     # A directory on a port the containers may not reach: no order can ever be placed.
     settings.ACME_DIRECTORY_URL = "https://127.0.0.1:9/dir"
     settings.ACME_CERTIFICATE_TIMEOUT_SECONDS = 3.0
+    # When Caddy's crash-loop restart picks up the Caddyfile just before the caddyfile step restarts
+    # the group, the stopped Caddy leaves its certificate lock behind and the next one waits until
+    # the lock is stale (about 10 s, certmagic's file storage) before it calls the ACME directory.
+    # The runner's retries (3 s each, 4 s and 8 s apart) outlast that, so Caddy's log has its own words.
+    settings.STEP_RETRY_BACKOFF_SECONDS, settings.STEP_RETRY_BACKOFF_MAX_SECONDS = 4.0, 8.0
     with django_capture_on_commit_callbacks(execute=True):
         index = services.index_request(team=team, name="no-cert", size="small", requested_by=lead)
     run_jobs()
