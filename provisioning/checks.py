@@ -17,12 +17,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.queueing import job_enqueue
-from provisioning.certs import CertificateResult, CertificateStatus, CertificateTarget, inspect_fleet
+from provisioning.certs import CertificateResult, CertificateTarget, inspect_fleet
 from provisioning.drivers.backend import get_runtime, get_store
 from provisioning.drivers.base import DriverError
 from provisioning.drivers.runtime import IndexRuntime, IndexStatus, RunState
 from provisioning.drivers.store import ShareFile, ShareStore
-from provisioning.models import CertificateCheck, IndexHealth, PrivateIndex, index_spec
+from provisioning.models import CertificateCheck, CertificateStatus, IndexHealth, PrivateIndex, index_spec
 from provisioning.spec import SHARE_CERTS, SHARE_PACKAGES, IndexSpec
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from azure.mgmt.storage.models import (
 from django.conf import settings
 
 from provisioning.azure_settings import azure_setting_problems, share_quota_gib, storage_kind
-from provisioning.certs import CertificateStatus, inspect_certificate
+from provisioning.certs import inspect_certificate
 from provisioning.drivers.azure_clients import AzureClients, azure_message, error_code, to_driver_error
 from provisioning.drivers.azure_store import AzureShareStore
 from provisioning.drivers.base import DriverError
@@ -47,6 +47,7 @@ from provisioning.drivers.runtime import (
     IndexStatus,
     RunState,
 )
+from provisioning.models import CertificateStatus
 from provisioning.spec import (
     AZURE_HTTP_PORT,
     AZURE_HTTPS_PORT,
