@@ -309,8 +309,6 @@ def index_spec(index: PrivateIndex) -> IndexSpec:
 
 
 class ProvisioningStep(models.Model):
-    Operation = IndexOperation
-
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
@@ -318,7 +316,7 @@ class ProvisioningStep(models.Model):
         FAILED = "failed", "Failed"
 
     index = models.ForeignKey(PrivateIndex, on_delete=models.CASCADE, related_name="steps")
-    operation = models.CharField(max_length=16, choices=Operation.choices)
+    operation = models.CharField(max_length=16, choices=IndexOperation.choices)
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=64)
     label = models.CharField(max_length=200)
